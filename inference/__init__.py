@@ -1,0 +1,1 @@
+"""BLIP VQA inference: staged model, compiled artifacts, hardware backends and the batch engine."""

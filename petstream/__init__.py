@@ -1,0 +1,1 @@
+"""petstream: the `petstream` command dispatcher (each layer owns its own subcommands)."""

@@ -1,0 +1,170 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Codec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CODEC_UNSPECIFIED: _ClassVar[Codec]
+    CODEC_H264: _ClassVar[Codec]
+    CODEC_HEVC: _ClassVar[Codec]
+    CODEC_MJPEG: _ClassVar[Codec]
+
+class EventState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_STATE_UNSPECIFIED: _ClassVar[EventState]
+    STARTED: _ClassVar[EventState]
+    ENDED: _ClassVar[EventState]
+CODEC_UNSPECIFIED: Codec
+CODEC_H264: Codec
+CODEC_HEVC: Codec
+CODEC_MJPEG: Codec
+EVENT_STATE_UNSPECIFIED: EventState
+STARTED: EventState
+ENDED: EventState
+
+class CameraMessage(_message.Message):
+    __slots__ = ("open", "chunk", "update")
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    open: StreamOpen
+    chunk: VideoChunk
+    update: BehaviorUpdate
+    def __init__(self, open: _Optional[_Union[StreamOpen, _Mapping]] = ..., chunk: _Optional[_Union[VideoChunk, _Mapping]] = ..., update: _Optional[_Union[BehaviorUpdate, _Mapping]] = ...) -> None: ...
+
+class StreamOpen(_message.Message):
+    __slots__ = ("device_id", "codec", "behaviors", "want_scores", "sample_fps")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    BEHAVIORS_FIELD_NUMBER: _ClassVar[int]
+    WANT_SCORES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FPS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    codec: Codec
+    behaviors: _containers.RepeatedCompositeFieldContainer[Behavior]
+    want_scores: bool
+    sample_fps: float
+    def __init__(self, device_id: _Optional[str] = ..., codec: _Optional[_Union[Codec, str]] = ..., behaviors: _Optional[_Iterable[_Union[Behavior, _Mapping]]] = ..., want_scores: _Optional[bool] = ..., sample_fps: _Optional[float] = ...) -> None: ...
+
+class Behavior(_message.Message):
+    __slots__ = ("name", "question")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    question: str
+    def __init__(self, name: _Optional[str] = ..., question: _Optional[str] = ...) -> None: ...
+
+class BehaviorUpdate(_message.Message):
+    __slots__ = ("behaviors",)
+    BEHAVIORS_FIELD_NUMBER: _ClassVar[int]
+    behaviors: _containers.RepeatedCompositeFieldContainer[Behavior]
+    def __init__(self, behaviors: _Optional[_Iterable[_Union[Behavior, _Mapping]]] = ...) -> None: ...
+
+class VideoChunk(_message.Message):
+    __slots__ = ("data", "seq", "pts_us")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    PTS_US_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    seq: int
+    pts_us: int
+    def __init__(self, data: _Optional[bytes] = ..., seq: _Optional[int] = ..., pts_us: _Optional[int] = ...) -> None: ...
+
+class ServerMessage(_message.Message):
+    __slots__ = ("accepted", "event", "scores", "warning")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
+    accepted: StreamAccepted
+    event: BehaviorEvent
+    scores: FrameScores
+    warning: StreamWarning
+    def __init__(self, accepted: _Optional[_Union[StreamAccepted, _Mapping]] = ..., event: _Optional[_Union[BehaviorEvent, _Mapping]] = ..., scores: _Optional[_Union[FrameScores, _Mapping]] = ..., warning: _Optional[_Union[StreamWarning, _Mapping]] = ...) -> None: ...
+
+class StreamAccepted(_message.Message):
+    __slots__ = ("session_id", "behaviors", "sample_fps", "model")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    BEHAVIORS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FPS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    behaviors: _containers.RepeatedCompositeFieldContainer[Behavior]
+    sample_fps: float
+    model: str
+    def __init__(self, session_id: _Optional[str] = ..., behaviors: _Optional[_Iterable[_Union[Behavior, _Mapping]]] = ..., sample_fps: _Optional[float] = ..., model: _Optional[str] = ...) -> None: ...
+
+class BehaviorEvent(_message.Message):
+    __slots__ = ("device_id", "behavior", "state", "confidence", "pts_us", "frame_seq", "event_id", "start_pts_us", "end_pts_us")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    BEHAVIOR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    PTS_US_FIELD_NUMBER: _ClassVar[int]
+    FRAME_SEQ_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_PTS_US_FIELD_NUMBER: _ClassVar[int]
+    END_PTS_US_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    behavior: str
+    state: EventState
+    confidence: float
+    pts_us: int
+    frame_seq: int
+    event_id: str
+    start_pts_us: int
+    end_pts_us: int
+    def __init__(self, device_id: _Optional[str] = ..., behavior: _Optional[str] = ..., state: _Optional[_Union[EventState, str]] = ..., confidence: _Optional[float] = ..., pts_us: _Optional[int] = ..., frame_seq: _Optional[int] = ..., event_id: _Optional[str] = ..., start_pts_us: _Optional[int] = ..., end_pts_us: _Optional[int] = ...) -> None: ...
+
+class FrameScores(_message.Message):
+    __slots__ = ("frame_seq", "pts_us", "p_yes")
+    class PYesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    FRAME_SEQ_FIELD_NUMBER: _ClassVar[int]
+    PTS_US_FIELD_NUMBER: _ClassVar[int]
+    P_YES_FIELD_NUMBER: _ClassVar[int]
+    frame_seq: int
+    pts_us: int
+    p_yes: _containers.ScalarMap[str, float]
+    def __init__(self, frame_seq: _Optional[int] = ..., pts_us: _Optional[int] = ..., p_yes: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class StreamWarning(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class AskRequest(_message.Message):
+    __slots__ = ("image", "behaviors")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    BEHAVIORS_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    behaviors: _containers.RepeatedCompositeFieldContainer[Behavior]
+    def __init__(self, image: _Optional[bytes] = ..., behaviors: _Optional[_Iterable[_Union[Behavior, _Mapping]]] = ...) -> None: ...
+
+class AskResponse(_message.Message):
+    __slots__ = ("p_yes", "model")
+    class PYesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    P_YES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    p_yes: _containers.ScalarMap[str, float]
+    model: str
+    def __init__(self, p_yes: _Optional[_Mapping[str, float]] = ..., model: _Optional[str] = ...) -> None: ...
