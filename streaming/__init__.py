@@ -1,0 +1,1 @@
+"""Streaming core: frame sampling, the cross-camera batcher, backpressure and the event lifecycle."""
