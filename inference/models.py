@@ -22,6 +22,8 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 DECODER_BOS = "[DEC]"
 ENCODER_TOKEN = "[ENC]"
 ASSETS_DIR = Path(__file__).parent / "assets"
+#: bump when a built-in model's recipe changes, so cached builds are rebuilt
+BUILD_VERSION = 2
 REGISTRY_NAMES = ("tiny", "sim-tiny", "blip-base-random")
 #: words of the tiny model's vocabulary besides single characters: the default questions and the answers
 TINY_WORDS = ("yes", "no", "a", "the", "is", "are", "there", "what", "dog", "cat", "pet") + tuple(
@@ -94,15 +96,18 @@ def build_blip_vqa(
     heads: int,
     intermediate: int,
     seed: int = 0,
+    init_range: float = 0.02,
 ) -> BlipForQuestionAnswering:
-    """A stock BlipForQuestionAnswering with random weights whose special-token ids come from `tokenizer`."""
+    """A stock BlipForQuestionAnswering with random weights whose special-token ids come from `tokenizer`.
+
+    `init_range` is the std of the random weights (text and vision); the tiny model uses a larger one so that
+    its answers differ between images and questions, which makes equality tests meaningful.
+    """
     import torch
     from transformers import BlipConfig, BlipForQuestionAnswering
 
     config = BlipConfig(
-        text_config=_text_config(
-            tokenizer, hidden=hidden, layers=text_layers, heads=heads, intermediate=intermediate
-        ),
+        text_config=_text_config(tokenizer, hidden=hidden, layers=text_layers, heads=heads, intermediate=intermediate),
         vision_config={
             "image_size": image_size,
             "patch_size": patch_size,
@@ -111,16 +116,15 @@ def build_blip_vqa(
             "num_attention_heads": heads,
             "intermediate_size": intermediate,
             # the stock default (1e-10) makes every patch embedding ~0, so all images look alike
-            "initializer_range": 0.02,
+            "initializer_range": init_range,
         },
     )
+    config.text_config.initializer_range = init_range
     torch.manual_seed(seed)
     return BlipForQuestionAnswering(config).eval()
 
 
-def _text_config(
-    tokenizer: BertTokenizerFast, *, hidden: int, layers: int, heads: int, intermediate: int
-) -> dict:
+def _text_config(tokenizer: BertTokenizerFast, *, hidden: int, layers: int, heads: int, intermediate: int) -> dict:
     sep = tokenizer.sep_token_id
     bos = tokenizer.convert_tokens_to_ids(DECODER_BOS)
     return {
@@ -167,6 +171,7 @@ def _build_tiny(out: Path) -> None:
         hidden=128,
         heads=4,
         intermediate=256,
+        init_range=0.1,
     )
     model.save_pretrained(out)
     make_processor(tokenizer, 64).save_pretrained(out)
@@ -205,15 +210,16 @@ def _build_cached(name: str) -> str:
 
     out = cache_root() / name
     marker = out / "petstream_built.json"
-    if marker.exists():
+    stamp = json.dumps({"name": name, "version": BUILD_VERSION})
+    if marker.exists() and marker.read_text() == stamp:
         return str(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):
-        if marker.exists():  # another process built it while we waited
+        if marker.exists() and marker.read_text() == stamp:  # another process built it while we waited
             return str(out)
         log.info("building model %r into %s", name, out)
         _BUILDERS[name](out)
-        marker.write_text(json.dumps({"name": name}))
+        marker.write_text(stamp)
     return str(out)
 
 
@@ -251,6 +257,13 @@ def load_model(name: str) -> tuple[BlipForQuestionAnswering, BlipProcessor]:
 
 
 def model_fingerprint(model: BlipForQuestionAnswering) -> str:
-    """sha256 of the model's config (architecture and token ids): changes when the model changes shape."""
-    text = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """sha256 of the config and a sample of every weight tensor: compiled artifacts bake weights in."""
+    import torch
+
+    config = {k: v for k, v in model.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in model.state_dict().items():
+        sample = tensor.detach().flatten()[:256].to("cpu", torch.float32).numpy()
+        digest.update(name.encode())
+        digest.update(sample.tobytes())
+    return digest.hexdigest()[:16]

@@ -41,14 +41,14 @@ class VQARequest:
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
             raise ValueError(
-                f"VQARequest.image must be HxWx3 uint8 RGB, got shape {self.image.shape} "
-                f"dtype {self.image.dtype}"
+                f"VQARequest.image must be HxWx3 uint8 RGB, got shape {self.image.shape} dtype {self.image.dtype}"
             )
         if not self.questions:
             raise ValueError("VQARequest.questions must not be empty")
 
     def __repr__(self) -> str:
-        return f"VQARequest(key={self.key!r}, image={self.image.shape}, questions={[q.name for q in self.questions]})"
+        names = [q.name for q in self.questions]
+        return f"VQARequest(key={self.key!r}, image={self.image.shape}, questions={names})"
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class VQAResult:
 
 
 class Engine(abc.ABC):
-    """Runs batches of VQA requests. Thread-safe for one caller at a time; blocking; runs off the event loop."""
+    """Runs batches of VQA requests. One caller at a time; blocking; runs off the event loop."""
 
     #: human-readable model id (hub id, folder or registry name)
     model_name: str = ""

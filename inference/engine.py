@@ -1,0 +1,236 @@
+"""The batch engine: frames and questions in, p_yes per question out, through the staged (maybe compiled) BLIP."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from inference.backends import Backend, get_backend
+from inference.preprocess import to_pixel_values
+from inference.runner import StageRunner
+from inference.stages import StagedBlip
+from inference.types import Engine, StageTimings, VQARequest, VQAResult
+
+log = logging.getLogger(__name__)
+
+BackendName = Literal["cpu", "cuda", "neuron"]
+DtypeName = Literal["auto", "fp32", "bf16"]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU computes bf16 natively (AMX or AVX-512 BF16), per /proc/cpuinfo flags."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def resolve_dtype(dtype: str, backend: str) -> str:
+    """auto -> bf16 where the hardware computes it natively (GPU, Neuron, AMX/AVX-512 BF16 CPU), else fp32."""
+    if dtype not in ("auto", *DTYPES):
+        raise ValueError(f"dtype={dtype!r} is not one of auto, {', '.join(DTYPES)}")
+    if dtype != "auto":
+        return dtype
+    if backend == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "bf16"
+
+
+class BlipEngine(Engine):
+    """Runs VQA batches through the three stages; vision once per frame, text stages per question group."""
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        staged: StagedBlip,
+        tokenizer: object,
+        backend: Backend,
+        dtype: str,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        batch_sizes: tuple[int, ...],
+    ) -> None:
+        self.model_name = model_name
+        self.staged = staged
+        self.tokenizer = tokenizer
+        self.backend = backend
+        self.dtype = dtype
+        self.image_size = image_size
+        self.batch_sizes = tuple(sorted(batch_sizes))
+        self._mean, self._std = tuple(mean), tuple(std)
+        self.runners = {
+            "vision": StageRunner("vision", staged.vision),
+            "text": StageRunner("text", staged.text),
+            "decoder": StageRunner("decoder", staged.decoder),
+        }
+        #: identifies the model's config and weights; compiled artifacts must carry the same
+        self.fingerprint = ""
+        self.revision: str | None = None
+        self._groups: dict[tuple[str, ...], list[tuple[torch.Tensor, list[int]]]] = {}
+
+    @property
+    def host_dtype(self) -> torch.dtype:
+        # neuron artifacts take fp32 and cast inside (--auto-cast); everywhere else tensors carry the dtype
+        return torch.float32 if self.backend.name == "neuron" else DTYPES[self.dtype]
+
+    def question_groups(self, texts: tuple[str, ...]) -> list[tuple[torch.Tensor, list[int]]]:
+        """Token ids of a question set, grouped by token length: [(ids [Q,L], positions in `texts`)], cached."""
+        groups = self._groups.get(texts)
+        if groups is None:
+            by_len: dict[int, list[tuple[int, list[int]]]] = {}
+            for pos, text in enumerate(texts):
+                ids = self.tokenizer(text)["input_ids"]
+                by_len.setdefault(len(ids), []).append((pos, ids))
+            groups = [
+                (
+                    torch.tensor([ids for _, ids in items], device=self.backend.device),
+                    [pos for pos, _ in items],
+                )
+                for _, items in sorted(by_len.items())
+            ]
+            self._groups[texts] = groups
+        return groups
+
+    def run(self, requests: Sequence[VQARequest]) -> list[VQAResult]:
+        step = self.batch_sizes[-1]
+        out: list[VQAResult] = []
+        for start in range(0, len(requests), step):
+            out.extend(self._run_batch(requests[start : start + step]))
+        return out
+
+    @torch.inference_mode()
+    def _run_batch(self, requests: Sequence[VQARequest]) -> list[VQAResult]:
+        if not requests:
+            return []
+        sync = self.backend.synchronize
+        t0 = time.perf_counter()
+        pixels = to_pixel_values([r.image for r in requests], self.image_size, self._mean, self._std)
+        pixels = pixels.to(self.backend.device, self.host_dtype)
+        sync()
+        t1 = time.perf_counter()
+        image_kv, padded = self.runners["vision"](pixels)
+        sync()
+        t2 = time.perf_counter()
+        by_set: dict[tuple[str, ...], list[int]] = {}
+        for i, r in enumerate(requests):
+            by_set.setdefault(tuple(q.text for q in r.questions), []).append(i)
+        p_yes: list[list[float]] = [[0.0] * len(r.questions) for r in requests]
+        text_s = decode_s = 0.0
+        for texts, frames in by_set.items():
+            kv = image_kv
+            if len(frames) != len(requests):
+                kv = image_kv.index_select(1, torch.tensor(frames, device=image_kv.device))
+            for ids, positions in self.question_groups(texts):
+                ta = time.perf_counter()
+                question_embeds, _ = self.runners["text"](ids, kv)
+                sync()
+                tb = time.perf_counter()
+                p, _ = self.runners["decoder"](question_embeds)
+                p = p.float().cpu().view(len(frames), len(positions))
+                tc = time.perf_counter()
+                text_s += tb - ta
+                decode_s += tc - tb
+                for row, frame in enumerate(frames):
+                    for col, pos in enumerate(positions):
+                        p_yes[frame][pos] = float(p[row, col])
+        timings = StageTimings(
+            preprocess_s=t1 - t0,
+            vision_s=t2 - t1,
+            text_s=text_s,
+            decode_s=decode_s,
+            batch_size=len(requests),
+            padded_batch_size=padded,
+        )
+        return [
+            VQAResult(key=r.key, p_yes={q.name: p_yes[i][j] for j, q in enumerate(r.questions)}, timings=timings)
+            for i, r in enumerate(requests)
+        ]
+
+
+def set_threads(threads: int | None) -> int:
+    """Use every core this process may run on (or `threads`); inter-op parallelism stays at 1."""
+    n = threads or len(os.sched_getaffinity(0))
+    if n < 1:
+        raise ValueError(f"threads={threads!r} must be a positive integer")
+    torch.set_num_threads(n)
+    return n
+
+
+def load_engine(
+    model: str = "tiny",
+    *,
+    backend: BackendName = "cpu",
+    dtype: DtypeName = "auto",
+    artifacts: str | None = None,
+    batch_sizes: Sequence[int] = (1, 2, 4, 8),
+    threads: int | None = None,
+) -> BlipEngine:
+    """Load `model` (registry name, folder or hub id) on `backend`; with `artifacts`, run its compiled stages."""
+    from inference.models import load_model
+
+    sizes = tuple(sorted(set(batch_sizes)))
+    if not sizes or any(not isinstance(b, int) or b < 1 for b in sizes):
+        raise ValueError(f"batch_sizes={tuple(batch_sizes)!r} must be positive integers")
+    be = get_backend(backend)
+    be.check_available()
+    manifest = None
+    if artifacts is not None:
+        from inference.compile import read_manifest
+
+        manifest = read_manifest(artifacts)
+        if dtype == "auto":
+            dtype = manifest["dtype"]
+    resolved = resolve_dtype(dtype, backend)
+    if backend == "cpu":
+        set_threads(threads)
+    hf_model, processor = load_model(model)
+    engine = _build_engine(model, hf_model, processor, be, resolved, sizes)
+    if artifacts is not None:
+        from inference.compile import attach_artifacts
+
+        sizes = attach_artifacts(engine, artifacts)
+        engine.batch_sizes = sizes
+    log.info("engine %s on %s, %s, batch sizes %s", model, backend, resolved, engine.batch_sizes)
+    return engine
+
+
+def _build_engine(
+    name: str, hf_model: object, processor: object, backend: Backend, dtype: str, sizes: tuple[int, ...]
+) -> BlipEngine:
+    from inference.models import model_fingerprint
+
+    fingerprint = model_fingerprint(hf_model)  # before the cast: the staged modules share its weights
+    staged = StagedBlip(hf_model, processor.tokenizer)
+    host = torch.float32 if backend.name == "neuron" else DTYPES[dtype]
+    staged = backend.prepare(staged.to(host))
+    ip = processor.image_processor
+    engine = BlipEngine(
+        model_name=name,
+        staged=staged,
+        tokenizer=processor.tokenizer,
+        backend=backend,
+        dtype=dtype,
+        image_size=int(ip.size["height"]),
+        mean=ip.image_mean,
+        std=ip.image_std,
+        batch_sizes=sizes,
+    )
+    engine.fingerprint = fingerprint
+    engine.revision = getattr(hf_model.config, "_commit_hash", None)
+    return engine

@@ -1,0 +1,132 @@
+"""The three BLIP VQA stages as traceable modules that reuse the unmodified transformers modules' weights."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import BlipForQuestionAnswering, PreTrainedTokenizerBase
+
+
+def yes_no_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
+    """Token ids of the answers "yes" and "no", read from the tokenizer (never hard-coded)."""
+    ids = []
+    for word in ("yes", "no"):
+        pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if len(pieces) != 1 or pieces[0] == tokenizer.unk_token_id:
+            raise ValueError(f"tokenizer has no single token for the answer {word!r} (got {pieces})")
+        ids.append(pieces[0])
+    return ids[0], ids[1]
+
+
+class VisionStage(nn.Module):
+    """pixel_values [B,3,S,S] -> the image's cross-attention keys and values for every text-encoder layer.
+
+    Output: [2*layers, B, heads, tokens, head_dim] (keys of layer i at 2i, values at 2i+1). The text encoder's
+    cross-attention projects the image tokens the same way for every question, so this is done once per frame.
+    """
+
+    def __init__(self, model: BlipForQuestionAnswering) -> None:
+        super().__init__()
+        self.vision_model = model.vision_model
+        cross = [layer.crossattention.self for layer in model.text_encoder.encoder.layer]
+        self.keys = nn.ModuleList(c.key for c in cross)
+        self.values = nn.ModuleList(c.value for c in cross)
+        self.heads = cross[0].num_attention_heads
+        self.head_dim = cross[0].attention_head_size
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        image_embeds = self.vision_model(pixel_values=pixel_values).last_hidden_state
+        b, t, _ = image_embeds.shape
+        kv = []
+        for key, value in zip(self.keys, self.values, strict=True):
+            kv.append(key(image_embeds).view(b, t, self.heads, self.head_dim).transpose(1, 2))
+            kv.append(value(image_embeds).view(b, t, self.heads, self.head_dim).transpose(1, 2))
+        return torch.stack(kv)
+
+
+class TextEncoderStage(nn.Module):
+    """(question ids [Q,L] of equal length, image K/V [2*layers,B,H,T,d]) -> question_embeds [B*Q, L, D].
+
+    Rows are frame-major (frame 0's Q questions first). Every frame is asked the same Q questions. The
+    questions are unpadded (the caller groups them by token length), so no attention mask is needed and the
+    result equals running each question alone: transformers' BLIP drops the cross-attention mask, so padding
+    would change the answer.
+    """
+
+    def __init__(self, model: BlipForQuestionAnswering) -> None:
+        super().__init__()
+        self.embeddings = model.text_encoder.embeddings
+        self.layers = model.text_encoder.encoder.layer
+        self.heads = self.layers[0].crossattention.self.num_attention_heads
+        self.head_dim = self.layers[0].crossattention.self.attention_head_size
+
+    def forward(self, input_ids: torch.Tensor, image_kv: torch.Tensor) -> torch.Tensor:
+        q, length = input_ids.shape
+        b = image_kv.shape[1]
+        h, d = self.heads, self.head_dim
+        hidden = self.embeddings(input_ids=input_ids)
+        hidden = hidden.unsqueeze(0).expand(b, q, length, -1).reshape(b * q, length, -1)
+        scale = math.sqrt(d)
+        for i, layer in enumerate(self.layers):
+            attention_output, _ = layer.attention(hidden)
+            cross = layer.crossattention
+            # All Q questions of a frame share its image K/V: one [Q*L, T] score matrix per frame and head.
+            query = cross.self.query(attention_output).view(b, q, length, h, d)
+            query = query.permute(0, 3, 1, 2, 4).reshape(b, h, q * length, d)
+            scores = torch.matmul(query, image_kv[2 * i].transpose(-1, -2)) / scale
+            probs = nn.functional.softmax(scores, dim=-1)
+            context = torch.matmul(probs, image_kv[2 * i + 1])
+            context = context.view(b, h, q, length, d).permute(0, 2, 3, 1, 4).reshape(b * q, length, h * d)
+            attention_output = cross.output(context, attention_output)
+            hidden = layer.feed_forward_chunk(attention_output)
+        return hidden
+
+
+class DecoderStage(nn.Module):
+    """question_embeds [N,L,D] -> p_yes [N] (fp32) from the first decoder step after [DEC].
+
+    p_yes = exp(l_yes) / (exp(l_yes) + exp(l_no)) where l = log_softmax(first-step logits); the full-vocab
+    normalizer cancels, so only the "yes" and "no" rows of the LM head are computed.
+    """
+
+    def __init__(self, model: BlipForQuestionAnswering, yes_id: int, no_id: int) -> None:
+        super().__init__()
+        decoder = model.text_decoder
+        self.embeddings = decoder.bert.embeddings
+        self.layers = decoder.bert.encoder.layer
+        self.transform = decoder.cls.predictions.transform
+        head = decoder.cls.predictions.decoder
+        rows = torch.tensor([yes_id, no_id])
+        self.register_buffer("answer_weight", head.weight.detach()[rows].clone())
+        self.register_buffer("answer_bias", head.bias.detach()[rows].clone())
+        self.register_buffer("bos_ids", torch.tensor([[model.decoder_start_token_id]]))
+
+    def forward(self, question_embeds: torch.Tensor) -> torch.Tensor:
+        n = question_embeds.shape[0]
+        hidden = self.embeddings(input_ids=self.bos_ids.expand(n, 1))
+        for layer in self.layers:
+            hidden = layer(hidden, question_embeds)
+        hidden = self.transform(hidden[:, 0])
+        logits = nn.functional.linear(hidden, self.answer_weight, self.answer_bias).float()
+        return nn.functional.softmax(logits, dim=-1)[:, 0]
+
+
+class StagedBlip(nn.Module):
+    """The three stages of one model, with the yes/no ids; calling it runs them eagerly (for tests)."""
+
+    def __init__(self, model: BlipForQuestionAnswering, tokenizer: PreTrainedTokenizerBase) -> None:
+        super().__init__()
+        self.yes_id, self.no_id = yes_no_ids(tokenizer)
+        self.vision = VisionStage(model).eval()
+        self.text = TextEncoderStage(model).eval()
+        self.decoder = DecoderStage(model, self.yes_id, self.no_id).eval()
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """p_yes [B, Q] for B frames and Q questions of one token length."""
+        p = self.decoder(self.text(input_ids, self.vision(pixel_values)))
+        return p.view(pixel_values.shape[0], input_ids.shape[0])
