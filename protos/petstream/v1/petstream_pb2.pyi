@@ -7,6 +7,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class BufferPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BUFFER_POLICY_UNSPECIFIED: _ClassVar[BufferPolicy]
+    DROP_OLDEST: _ClassVar[BufferPolicy]
+    WAIT: _ClassVar[BufferPolicy]
+
 class Codec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CODEC_UNSPECIFIED: _ClassVar[Codec]
@@ -19,6 +25,9 @@ class EventState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_STATE_UNSPECIFIED: _ClassVar[EventState]
     STARTED: _ClassVar[EventState]
     ENDED: _ClassVar[EventState]
+BUFFER_POLICY_UNSPECIFIED: BufferPolicy
+DROP_OLDEST: BufferPolicy
+WAIT: BufferPolicy
 CODEC_UNSPECIFIED: Codec
 CODEC_H264: Codec
 CODEC_HEVC: Codec
@@ -38,18 +47,20 @@ class CameraMessage(_message.Message):
     def __init__(self, open: _Optional[_Union[StreamOpen, _Mapping]] = ..., chunk: _Optional[_Union[VideoChunk, _Mapping]] = ..., update: _Optional[_Union[BehaviorUpdate, _Mapping]] = ...) -> None: ...
 
 class StreamOpen(_message.Message):
-    __slots__ = ("device_id", "codec", "behaviors", "want_scores", "sample_fps")
+    __slots__ = ("device_id", "codec", "behaviors", "want_scores", "sample_fps", "buffer_policy")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     BEHAVIORS_FIELD_NUMBER: _ClassVar[int]
     WANT_SCORES_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_FPS_FIELD_NUMBER: _ClassVar[int]
+    BUFFER_POLICY_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     codec: Codec
     behaviors: _containers.RepeatedCompositeFieldContainer[Behavior]
     want_scores: bool
     sample_fps: float
-    def __init__(self, device_id: _Optional[str] = ..., codec: _Optional[_Union[Codec, str]] = ..., behaviors: _Optional[_Iterable[_Union[Behavior, _Mapping]]] = ..., want_scores: _Optional[bool] = ..., sample_fps: _Optional[float] = ...) -> None: ...
+    buffer_policy: BufferPolicy
+    def __init__(self, device_id: _Optional[str] = ..., codec: _Optional[_Union[Codec, str]] = ..., behaviors: _Optional[_Iterable[_Union[Behavior, _Mapping]]] = ..., want_scores: _Optional[bool] = ..., sample_fps: _Optional[float] = ..., buffer_policy: _Optional[_Union[BufferPolicy, str]] = ...) -> None: ...
 
 class Behavior(_message.Message):
     __slots__ = ("name", "question")

@@ -1,0 +1,90 @@
+"""Server configuration: typed, validated at start-up, read from a JSON file, then PETSTREAM_* env, then flags."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal, get_args
+
+from streaming.batcher import BatchPolicy
+from streaming.events import EventRule
+
+Backend = Literal["cpu", "cuda", "neuron"]
+DType = Literal["auto", "fp32", "bf16"]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `petstream serve` can be told. Every field has a default."""
+
+    host: str = "127.0.0.1"  # interface to bind; 0.0.0.0 for all
+    port: int = 50051  # 0 picks a free port (printed at start-up)
+    model: str = "sim-tiny"  # registry name (tiny, sim-tiny, blip-base-random), local folder or hub id
+    backend: Backend = "cpu"
+    dtype: DType = "auto"
+    artifacts: str | None = None  # folder written by `petstream compile`; None runs the stages uncompiled
+    threads: int | None = None  # torch threads for the model; None = all cores
+    default_sample_fps: float = 1.0  # used when a camera asks for 0
+    max_sample_fps: float = 30.0
+    max_message_bytes: int = 8 << 20  # gRPC maximum receive size
+    max_frame_bytes: int = 4 << 20  # bytes buffered without a frame boundary before the decoder resets
+    decode_threads: int = 2
+    batch: BatchPolicy = field(default_factory=BatchPolicy)
+    events: EventRule = field(default_factory=EventRule)
+    warn_interval_s: float = 5.0  # at most one drop warning per camera per interval
+
+    def __post_init__(self) -> None:
+        if self.backend not in get_args(Backend):
+            raise ValueError(f"backend: {self.backend!r} is not one of {list(get_args(Backend))}")
+        if self.dtype not in get_args(DType):
+            raise ValueError(f"dtype: {self.dtype!r} is not one of {list(get_args(DType))}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: {self.port} is not in 0..65535")
+        if not 0 < self.default_sample_fps <= self.max_sample_fps:
+            raise ValueError(
+                f"default_sample_fps: {self.default_sample_fps} must be in (0, max_sample_fps={self.max_sample_fps}]"
+            )
+        for name in ("max_message_bytes", "max_frame_bytes", "decode_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def load(cls, path: str | None = None, env: dict[str, str] | None = None, **flags: Any) -> ServerConfig:
+        """File first, then PETSTREAM_<FIELD> environment variables, then explicit flags (None = unset)."""
+        values: dict[str, Any] = {}
+        if path:
+            with open(path) as f:
+                values.update(json.load(f))
+        env = dict(os.environ) if env is None else env
+        for f in fields(cls):
+            key = f"PETSTREAM_{f.name.upper()}"
+            if key in env and f.name not in ("batch", "events"):
+                values[f.name] = _coerce(f.name, env[key], getattr(cls(), f.name))
+        values.update({k: v for k, v in flags.items() if v is not None})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown config field(s) {sorted(unknown)}; allowed: {[f.name for f in fields(cls)]}")
+        if isinstance(values.get("batch"), dict):
+            values["batch"] = BatchPolicy(**values["batch"])
+        if isinstance(values.get("events"), dict):
+            values["events"] = EventRule(**values["events"])
+        return replace(cls(), **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _coerce(name: str, raw: str, default: Any) -> Any:
+    if raw.lower() in ("", "none", "null") and default is None:
+        return None
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes")
+    try:
+        if isinstance(default, int) or (default is None and name == "threads"):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"PETSTREAM_{name.upper()}={raw!r} is not a valid {type(default).__name__}") from None
+    return raw

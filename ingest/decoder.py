@@ -1,0 +1,211 @@
+"""Per-session PyAV decoder: Annex-B H.264/HEVC bytes split anywhere, or whole JPEGs, in; frames out."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Literal
+
+import av
+import av.logging
+
+CodecName = Literal["h264", "hevc", "mjpeg"]
+CODECS: tuple[CodecName, ...] = ("h264", "hevc", "mjpeg")
+_US = Fraction(1, 1_000_000)
+_DEFAULT_INTERVAL_US = 66_667  # 15 fps, until the stream shows its own cadence
+
+av.logging.set_level(av.logging.PANIC)  # decode errors are reported per stream as warnings, not on stderr
+
+
+@dataclass(frozen=True)
+class DecodeWarning:
+    """Something wrong with a camera's bytes: reported to that camera, never fatal."""
+
+    code: str  # DECODE_ERROR, NOT_ANNEXB, NOT_JPEG, OVERSIZED_FRAME
+    message: str
+
+
+@dataclass(frozen=True, repr=False)
+class RawFrame:
+    """A decoded picture still in the decoder's pixel format, with its stream metadata."""
+
+    frame: av.VideoFrame
+    pts_us: int
+    ingest_ns: int
+    decoded_ns: int
+    key_frame: bool
+
+    def __repr__(self) -> str:
+        return f"RawFrame(pts_us={self.pts_us}, key_frame={self.key_frame}, {self.frame.width}x{self.frame.height})"
+
+
+@dataclass
+class DecodeResult:
+    frames: list[RawFrame] = field(default_factory=list)
+    warnings: list[DecodeWarning] = field(default_factory=list)
+    skipped_frames: int = 0  # packets dropped while resynchronising to a keyframe
+
+
+@dataclass
+class _Chunk:
+    start: int  # byte offset of the chunk in the stream
+    end: int
+    pts_us: int | None
+    ingest_ns: int
+    claimed: bool = False  # its pts was given to the first frame starting in it
+
+
+class StreamDecoder:
+    """Decodes one camera's stream. Not thread-safe: one call at a time (the session awaits each)."""
+
+    def __init__(self, codec: CodecName, *, max_frame_bytes: int = 4 << 20) -> None:
+        if codec not in CODECS:
+            raise ValueError(f"unknown codec {codec!r}; allowed: {list(CODECS)}")
+        self.codec = codec
+        self.max_frame_bytes = max_frame_bytes
+        self._ctx = self._new_context()
+        self._chunks: deque[_Chunk] = deque()
+        self._in_bytes = 0  # bytes fed to the parser
+        self._out_bytes = 0  # bytes the parser has emitted as packets
+        self._need_keyframe = False  # after an error: skip packets until the next keyframe
+        self._started = False  # the first 4 bytes were checked for an Annex-B start code
+        self._head = b""
+        self._origin_ns = time.monotonic_ns()
+        self._last_pts: int | None = None
+        self._interval_us = _DEFAULT_INTERVAL_US
+        self._ingest_by_pts: dict[int, int] = {}
+
+    def _new_context(self) -> av.CodecContext:
+        ctx = av.CodecContext.create(self.codec, "r")
+        ctx.thread_count = 1  # one decoder per camera; parallelism comes from many cameras
+        return ctx
+
+    def feed(self, data: bytes, pts_us: int | None = None, ingest_ns: int | None = None) -> DecodeResult:
+        """Decode what `data` completes. `pts_us` applies to the first frame that starts in this chunk."""
+        ingest_ns = time.monotonic_ns() if ingest_ns is None else ingest_ns
+        result = DecodeResult()
+        if not data:
+            return result
+        if self.codec == "mjpeg":
+            self._feed_jpeg(data, pts_us, ingest_ns, result)
+            return result
+        if not self._started:
+            self._head += data[: 4 - len(self._head)]
+            self._started = len(self._head) == 4
+            if self._started and not (self._head.startswith(b"\x00\x00\x01") or self._head == b"\x00\x00\x00\x01"):
+                result.warnings.append(
+                    DecodeWarning("NOT_ANNEXB", "stream does not start with an Annex-B start code (00 00 01)")
+                )
+                self._need_keyframe = True
+        self._chunks.append(_Chunk(self._in_bytes, self._in_bytes + len(data), pts_us, ingest_ns))
+        self._in_bytes += len(data)
+        try:
+            packets = self._ctx.parse(data)
+        except av.FFmpegError as exc:
+            self._reset(result, f"parser failed: {exc}")
+            return result
+        for packet in packets:
+            self._decode_packet(packet, result)
+        if self._in_bytes - self._out_bytes > self.max_frame_bytes:
+            self._reset(
+                result,
+                f"{self._in_bytes - self._out_bytes} bytes without a frame boundary (limit {self.max_frame_bytes})",
+                code="OVERSIZED_FRAME",
+            )
+        return result
+
+    def flush(self) -> DecodeResult:
+        """Decode everything still buffered (end of stream)."""
+        result = DecodeResult()
+        if self.codec != "mjpeg":
+            try:
+                for packet in self._ctx.parse(b""):
+                    self._decode_packet(packet, result)
+            except av.FFmpegError as exc:
+                result.warnings.append(DecodeWarning("DECODE_ERROR", f"at end of stream: {exc}"))
+        try:
+            for frame in self._ctx.decode(None):
+                self._emit(frame, result)
+        except av.FFmpegError as exc:
+            result.warnings.append(DecodeWarning("DECODE_ERROR", f"at end of stream: {exc}"))
+        return result
+
+    def _feed_jpeg(self, data: bytes, pts_us: int | None, ingest_ns: int, result: DecodeResult) -> None:
+        if not data.startswith(b"\xff\xd8"):
+            result.warnings.append(DecodeWarning("NOT_JPEG", "MJPEG chunk does not start with a JPEG SOI marker"))
+            return
+        if len(data) > self.max_frame_bytes:
+            result.warnings.append(
+                DecodeWarning("OVERSIZED_FRAME", f"JPEG of {len(data)} bytes (limit {self.max_frame_bytes})")
+            )
+            return
+        packet = av.Packet(data)
+        self._stamp(packet, self._assign_pts(pts_us, ingest_ns), ingest_ns)
+        packet.is_keyframe = True
+        self._decode_packet(packet, result, parsed=False)
+
+    def _decode_packet(self, packet: av.Packet, result: DecodeResult, parsed: bool = True) -> None:
+        if parsed:
+            chunk_pts, ingest_ns = self._locate(packet.size)
+            self._stamp(packet, self._assign_pts(chunk_pts, ingest_ns), ingest_ns)
+        if self._need_keyframe:
+            if not packet.is_keyframe:
+                result.skipped_frames += 1
+                return
+            self._need_keyframe = False
+        try:
+            frames = self._ctx.decode(packet)
+        except av.FFmpegError as exc:
+            result.warnings.append(
+                DecodeWarning("DECODE_ERROR", f"undecodable data ({exc}); resynchronising at the next keyframe")
+            )
+            self._need_keyframe = True
+            return
+        for frame in frames:
+            self._emit(frame, result)
+
+    def _emit(self, frame: av.VideoFrame, result: DecodeResult) -> None:
+        pts = frame.pts if frame.pts is not None else (self._last_pts or 0)
+        ingest_ns = self._ingest_by_pts.pop(pts, time.monotonic_ns())
+        result.frames.append(RawFrame(frame, pts, ingest_ns, time.monotonic_ns(), bool(frame.key_frame)))
+
+    def _stamp(self, packet: av.Packet, pts_us: int, ingest_ns: int) -> None:
+        packet.pts = pts_us
+        packet.dts = None
+        packet.time_base = _US
+        self._ingest_by_pts[pts_us] = ingest_ns
+        if len(self._ingest_by_pts) > 256:  # frames that never came out (errors): forget the oldest
+            self._ingest_by_pts.pop(next(iter(self._ingest_by_pts)))
+
+    def _locate(self, size: int) -> tuple[int | None, int]:
+        """The chunk in which a parsed packet starts: its pts if this is the first frame there, and its arrival."""
+        start = self._out_bytes
+        self._out_bytes += size
+        while len(self._chunks) > 1 and self._chunks[0].end <= start:
+            self._chunks.popleft()
+        chunk = self._chunks[0]
+        if chunk.claimed or chunk.pts_us is None:
+            return None, chunk.ingest_ns
+        chunk.claimed = True
+        return chunk.pts_us, chunk.ingest_ns
+
+    def _assign_pts(self, pts_us: int | None, ingest_ns: int) -> int:
+        if pts_us is None:
+            # No camera time: extrapolate the cadence, never earlier than arrival says.
+            arrival = (ingest_ns - self._origin_ns) // 1000
+            pts_us = arrival if self._last_pts is None else max(arrival, self._last_pts + self._interval_us)
+        elif self._last_pts is not None and 0 < pts_us - self._last_pts < 10_000_000:
+            self._interval_us = (3 * self._interval_us + (pts_us - self._last_pts)) // 4
+        while pts_us in self._ingest_by_pts:
+            pts_us += 1  # two frames claiming one time (a confused camera clock): keep them apart
+        self._last_pts = pts_us
+        return pts_us
+
+    def _reset(self, result: DecodeResult, why: str, code: str = "DECODE_ERROR") -> None:
+        result.warnings.append(DecodeWarning(code, f"{why}; resynchronising at the next keyframe"))
+        self._ctx = self._new_context()
+        self._chunks.clear()
+        self._in_bytes = self._out_bytes = 0
+        self._need_keyframe = True

@@ -1,0 +1,192 @@
+"""The grpc.aio server: BehaviorStream (Stream, Ask), health and reflection, and its shared batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from inference.types import Engine, VQARequest, VQAResult
+from ingest import wire
+from ingest.config import ServerConfig
+from ingest.session import Session
+from protos.petstream.v1 import petstream_pb2 as pb
+from protos.petstream.v1 import petstream_pb2_grpc as pb_grpc
+from streaming.batcher import Batcher, Dropped, Outcome, WorkItem
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BehaviorStream"].full_name
+MAX_ASK_IMAGE_BYTES = 16 << 20
+
+
+class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
+    """Opens one Session per camera stream and shares one batcher (and so one model) among all of them."""
+
+    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.sessions: dict[str, Session] = {}
+        self._decode_pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="model")  # one batch at a time uses all cores
+        self.batcher = Batcher(engine.run, config.batch, self._model_pool)
+        self._batcher_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._batcher_task = asyncio.get_running_loop().create_task(self.batcher.run(), name="batcher")
+
+    async def close(self) -> None:
+        self.batcher.close()
+        if self._batcher_task is not None:
+            self._batcher_task.cancel()
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        self._model_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def Stream(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[pb.CameraMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ServerMessage]:
+        messages = aiter(request_iterator)
+        try:
+            first = await anext(messages)
+        except StopAsyncIteration:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty stream: the first message must be 'open'")
+        cfg = self.config
+        try:
+            spec = wire.parse_open(first, default_fps=cfg.default_sample_fps, max_fps=cfg.max_sample_fps)
+        except wire.InvalidMessage as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        session_id = uuid.uuid4().hex[:12]
+        session = Session(
+            spec,
+            session_id,
+            batcher=self.batcher,
+            decode_executor=self._decode_pool,
+            image_size=self.engine.image_size,
+            rule=cfg.events,
+            max_frame_bytes=cfg.max_frame_bytes,
+            warn_interval_s=cfg.warn_interval_s,
+            model_name=self.engine.model_name,
+        )
+        self.sessions[session_id] = session
+        log.info(
+            "camera %s connected (session %s, %s, %.2f fps)", spec.device_id, session_id, spec.codec, spec.sample_fps
+        )
+        reader = asyncio.create_task(self._read(session, messages), name=f"read-{session_id}")
+        try:
+            yield wire.accepted(session_id, spec, session.questions, self.engine.model_name)
+            async for msg in session.messages():
+                yield msg
+        finally:
+            reader.cancel()
+            del self.sessions[session_id]
+            if not any(s.device_id == spec.device_id for s in self.sessions.values()):
+                self.batcher.forget(spec.device_id)
+            log.info("camera %s disconnected (session %s): %s", spec.device_id, session_id, session.stats)
+
+    async def _read(self, session: Session, messages: AsyncIterator[pb.CameraMessage]) -> None:
+        try:
+            await session.consume(messages)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a broken reader ends this camera's stream, never the server
+            log.exception("camera %s: reader failed", session.device_id)
+            session.warn("INTERNAL", f"stream reader failed: {exc}")
+            session.abort()
+
+    async def Ask(self, request: pb.AskRequest, context: grpc.aio.ServicerContext) -> pb.AskResponse:  # noqa: N802
+        if not request.image:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is empty: send one JPEG or PNG")
+        if len(request.image) > MAX_ASK_IMAGE_BYTES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"image is over {MAX_ASK_IMAGE_BYTES} bytes")
+        try:
+            questions = wire.parse_questions(list(request.behaviors))
+        except wire.InvalidMessage as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        loop = asyncio.get_running_loop()
+        try:
+            image = await loop.run_in_executor(self._decode_pool, _decode_image, request.image)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        done: asyncio.Future[Outcome] = loop.create_future()
+        key = f"ask-{uuid.uuid4().hex[:8]}"
+        item = WorkItem(key, VQARequest(key, image, questions), time.monotonic_ns(), done.set_result)
+        self.batcher.submit(item)
+        outcome = await done
+        if isinstance(outcome, Dropped):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"request dropped ({outcome.reason})")
+        if not isinstance(outcome, VQAResult):
+            await context.abort(grpc.StatusCode.INTERNAL, f"model failed: {outcome}")
+        return pb.AskResponse(p_yes=dict(outcome.p_yes), model=self.engine.model_name)
+
+
+def _decode_image(data: bytes) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format not in ("JPEG", "PNG"):
+                raise ValueError(f"image format {img.format} is not supported; send JPEG or PNG")
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"image does not decode as JPEG or PNG: {exc}") from None
+
+
+class PetstreamServer:
+    """A running server: gRPC on a port, the service, health and reflection."""
+
+    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+        self.config = config
+        self.service = BehaviorStreamService(engine, config)
+        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        cfg = self.config
+        options = [
+            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", 4 << 20),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.so_reuseport", 1),
+        ]
+        server = grpc.aio.server(options=options)  # never compress video: no compression set
+        pb_grpc.add_BehaviorStreamServicer_to_server(self.service, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        if self.port == 0:
+            raise RuntimeError(f"could not bind {cfg.host}:{cfg.port}")
+        self.service.start()
+        await server.start()
+        await _set_health(self.health, SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await _set_health(self.health, "", health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        return self.port
+
+    async def wait(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await _set_health(self.health, "", health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self.service.close()
+
+
+async def _set_health(servicer: object, service: str, status: int) -> None:
+    result = servicer.set(service, status)  # type: ignore[attr-defined]
+    if asyncio.iscoroutine(result):
+        await result

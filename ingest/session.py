@@ -1,0 +1,232 @@
+"""One camera stream: its decoder, sampler, event trackers, counters and outbound messages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from inference.types import Question, VQARequest, VQAResult
+from ingest import wire
+from ingest.decoder import DecodeResult, StreamDecoder
+from protos.petstream.v1 import petstream_pb2 as pb
+from streaming.batcher import Batcher, Dropped, Outcome, WorkItem
+from streaming.events import BehaviorTracker, EventRule
+from streaming.frames import DecodedFrame, FrameScore, FrameTimings
+from streaming.sampler import RateSampler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SessionStats:
+    """Everything counted for one camera: nothing it sends is lost without a count here."""
+
+    chunks: int = 0
+    bytes: int = 0
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    frames_scored: int = 0
+    skipped_by_sampler: int = 0
+    skipped_resync: int = 0  # packets dropped while waiting for a keyframe after bad data
+    dropped: Counter[str] = field(default_factory=Counter)  # by reason: backpressure, stale, shutdown
+    warnings: Counter[str] = field(default_factory=Counter)  # by code
+    model_errors: int = 0
+    events: int = 0
+
+
+@dataclass
+class _Decoded:
+    result: DecodeResult
+    sampled: list[DecodedFrame]
+
+
+class Session:
+    """All state of one camera stream lives here; the server holds nothing else per camera."""
+
+    def __init__(
+        self,
+        spec: wire.StreamSpec,
+        session_id: str,
+        *,
+        batcher: Batcher,
+        decode_executor: Executor,
+        image_size: int,
+        rule: EventRule,
+        max_frame_bytes: int,
+        warn_interval_s: float = 5.0,
+        model_name: str = "",
+    ) -> None:
+        self.model_name = model_name
+        self.spec = spec
+        self.session_id = session_id
+        self.device_id = spec.device_id
+        self.questions: tuple[Question, ...] = spec.questions
+        self.stats = SessionStats()
+        self.outbox: asyncio.Queue[pb.ServerMessage | None] = asyncio.Queue()
+        self._batcher = batcher
+        self._executor = decode_executor
+        self._image_size = image_size
+        self._rule = rule
+        self._decoder = StreamDecoder(spec.codec, max_frame_bytes=max_frame_bytes)
+        self._sampler = RateSampler(spec.sample_fps)
+        self._trackers = {q.name: self._tracker(q.name) for q in self.questions}
+        self._pending = 0
+        self._input_done = False
+        self._finished = False
+        self._warn_interval_ns = int(warn_interval_s * 1e9)
+        self._last_drop_warning_ns = 0
+        self._last_seen = (0, 0)  # (pts_us, frame_seq) of the newest scored frame
+
+    def _tracker(self, behavior: str) -> BehaviorTracker:
+        return BehaviorTracker(self.device_id, behavior, self._rule, id_prefix=self.session_id)
+
+    # -- input side ---------------------------------------------------------------------------------------
+
+    async def consume(self, messages: AsyncIterator[pb.CameraMessage]) -> None:
+        """Read the camera's messages until it half-closes, then flush the decoder."""
+        loop = asyncio.get_running_loop()
+        async for msg in messages:
+            kind = msg.WhichOneof("kind")
+            if kind == "chunk":
+                chunk = msg.chunk
+                self.stats.chunks += 1
+                self.stats.bytes += len(chunk.data)
+                decoded = await loop.run_in_executor(
+                    self._executor, self._decode, chunk.data, chunk.pts_us or None, time.monotonic_ns()
+                )
+                await self._accept(decoded)
+            elif kind == "update":
+                self._update(msg.update)
+            elif kind == "open":
+                self.warn("UNEXPECTED_OPEN", "a second 'open' on an open stream was ignored")
+            else:
+                self.warn("EMPTY_MESSAGE", "a CameraMessage with no kind set was ignored")
+        await self._accept(await loop.run_in_executor(self._executor, self._decode, None, None, 0))
+        self._input_done = True
+        self._maybe_finish()
+
+    def _decode(self, data: bytes | None, pts_us: int | None, ingest_ns: int) -> _Decoded:
+        """Runs in the decode pool: decode, sample, and scale only the sampled frames."""
+        result = self._decoder.flush() if data is None else self._decoder.feed(data, pts_us, ingest_ns)
+        sampled = []
+        for raw in result.frames:
+            seq = self.stats.frames_decoded
+            self.stats.frames_decoded += 1
+            if not self._sampler.should_sample(raw.pts_us, key_frame=raw.key_frame):
+                self.stats.skipped_by_sampler += 1
+                continue
+            size = self._image_size
+            image = raw.frame.to_ndarray(format="rgb24", width=size, height=size, interpolation="AREA")
+            sampled.append(
+                DecodedFrame(self.device_id, seq, raw.pts_us, raw.ingest_ns, raw.decoded_ns, raw.key_frame, image)
+            )
+        return _Decoded(result, sampled)
+
+    async def _accept(self, decoded: _Decoded) -> None:
+        self.stats.skipped_resync += decoded.result.skipped_frames
+        for w in decoded.result.warnings:
+            self.warn(w.code, w.message)
+        for frame in decoded.sampled:
+            if self.spec.wait:
+                await self._batcher.wait_for_room(self.device_id)
+            self.stats.frames_sampled += 1
+            self._pending += 1
+            request = VQARequest(key=frame.frame_seq, image=frame.image, questions=self.questions)
+            item = WorkItem(self.device_id, request, time.monotonic_ns(), self._on_done_for(frame))
+            self._batcher.submit(item)
+
+    def _update(self, update: pb.BehaviorUpdate) -> None:
+        try:
+            questions = wire.parse_questions(list(update.behaviors))
+        except wire.InvalidMessage as exc:
+            self.warn("INVALID_UPDATE", f"behavior update ignored: {exc}")
+            return
+        pts, seq = self._last_seen
+        for name in set(self._trackers) - {q.name for q in questions}:
+            self._emit(self._trackers.pop(name).end(pts, seq))
+        for q in questions:
+            self._trackers.setdefault(q.name, self._tracker(q.name))
+        self.questions = questions
+        self.send(wire.accepted(self.session_id, self.spec, questions, model=self.model_name))
+
+    # -- output side --------------------------------------------------------------------------------------
+
+    def _on_done_for(self, frame: DecodedFrame):  # noqa: ANN202 - a small closure
+        def on_done(outcome: Outcome) -> None:
+            self._pending -= 1
+            if isinstance(outcome, VQAResult):
+                self._score(frame, outcome)
+            elif isinstance(outcome, Dropped):
+                self._dropped(outcome.reason)
+            else:
+                self.stats.model_errors += 1
+                self.warn("MODEL_ERROR", f"the model failed on frame {frame.frame_seq}: {outcome}")
+            self._maybe_finish()
+
+        return on_done
+
+    def _score(self, frame: DecodedFrame, result: VQAResult) -> None:
+        now = time.monotonic_ns()
+        t = result.timings
+        timings = FrameTimings(
+            decode_ms=(frame.decoded_ns - frame.ingest_ns) / 1e6,
+            batch_wait_ms=max(0.0, (now - frame.decoded_ns) / 1e6 - (t.vision_s + t.text_s + t.decode_s) * 1e3),
+            vision_ms=t.vision_s * 1e3,
+            text_ms=(t.text_s + t.decode_s) * 1e3,
+            total_ms=(now - frame.ingest_ns) / 1e6,
+        )
+        score = FrameScore(frame.device_id, frame.frame_seq, frame.pts_us, dict(result.p_yes), frame.ingest_ns, timings)
+        self.stats.frames_scored += 1
+        self._last_seen = (frame.pts_us, frame.frame_seq)
+        if self.spec.want_scores:
+            self.send(wire.scores_message(score))
+        for name, p in score.p_yes.items():
+            tracker = self._trackers.get(name)
+            if tracker is not None:
+                self._emit(tracker.update(p, frame.pts_us, frame.frame_seq))
+
+    def _emit(self, event) -> None:  # noqa: ANN001
+        if event is not None:
+            self.stats.events += 1
+            self.send(wire.event_message(event))
+
+    def _dropped(self, reason: str) -> None:
+        self.stats.dropped[reason] += 1
+        now = time.monotonic_ns()
+        if reason != "shutdown" and now - self._last_drop_warning_ns >= self._warn_interval_ns:
+            self._last_drop_warning_ns = now
+            counts = ", ".join(f"{k}={v}" for k, v in sorted(self.stats.dropped.items()))
+            self.warn("FRAMES_DROPPED", f"the server is behind; sampled frames dropped so far: {counts}")
+
+    def warn(self, code: str, message: str) -> None:
+        self.stats.warnings[code] += 1
+        log.info("camera %s: %s: %s", self.device_id, code, message)
+        self.send(wire.warning_message(code, message))
+
+    def send(self, msg: pb.ServerMessage) -> None:
+        if not self._finished:
+            self.outbox.put_nowait(msg)
+
+    def _maybe_finish(self) -> None:
+        if self._input_done and self._pending == 0 and not self._finished:
+            pts, seq = self._last_seen
+            for tracker in self._trackers.values():
+                self._emit(tracker.end(pts, seq))
+            self._finished = True
+            self.outbox.put_nowait(None)
+
+    def abort(self) -> None:
+        """End the stream back to the camera now (after a failure of its reader)."""
+        if not self._finished:
+            self._finished = True
+            self.outbox.put_nowait(None)
+
+    async def messages(self) -> AsyncIterator[pb.ServerMessage]:
+        """The stream back to the camera; ends after the camera half-closed and every frame was answered."""
+        while (msg := await self.outbox.get()) is not None:
+            yield msg

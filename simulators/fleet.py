@@ -1,0 +1,109 @@
+"""Run several simulated cameras at once, optionally against a server started as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from protos.petstream.v1 import petstream_pb2 as pb
+from simulators.camera import CameraReport, run_camera
+from simulators.video import WireCodec, synthetic_units
+
+
+@dataclass(frozen=True)
+class SyntheticCameraSpec:
+    """One synthetic camera of a fleet."""
+
+    device_id: str
+    seed: int
+    width: int = 640
+    height: int = 360
+    fps: float = 15.0
+    gop: int = 30
+    seconds: float | None = 60.0
+    codec: WireCodec = "h264"
+    still_fraction: float = 0.5
+
+
+def fleet_specs(count: int, *, prefix: str = "cam", seed: int = 1, **kwargs: object) -> list[SyntheticCameraSpec]:
+    return [SyntheticCameraSpec(f"{prefix}-{i + 1}", seed + i, **kwargs) for i in range(count)]  # type: ignore[arg-type]
+
+
+def _units(spec: SyntheticCameraSpec) -> Iterator:
+    from simulators.timeline import Timeline
+
+    timeline = Timeline.scripted(
+        spec.seed, duration_s=max(spec.seconds or 120.0, 60.0), still_fraction=spec.still_fraction
+    )
+    return synthetic_units(
+        spec.seed,
+        width=spec.width,
+        height=spec.height,
+        fps=spec.fps,
+        gop=spec.gop,
+        duration_s=spec.seconds,
+        codec=spec.codec,
+        timeline=timeline,
+    )
+
+
+async def run_fleet(
+    target: str,
+    specs: list[SyntheticCameraSpec],
+    *,
+    speed: float = 1.0,
+    want_scores: bool = False,
+    sample_fps: float = 0.0,
+    on_message: Callable[[str, pb.ServerMessage], None] | None = None,
+) -> list[CameraReport]:
+    tasks = [
+        run_camera(
+            target,
+            s.device_id,
+            _units(s),
+            codec=s.codec,
+            speed=speed,
+            want_scores=want_scores,
+            sample_fps=sample_fps,
+            on_message=on_message,
+        )
+        for s in specs
+    ]
+    return list(await asyncio.gather(*tasks))
+
+
+@contextlib.contextmanager
+def server_process(args: list[str], *, log_path: str | None = None, timeout_s: float = 120.0) -> Iterator[str]:
+    """Start `petstream serve --port 0 ARGS` as a subprocess and yield its address once it listens."""
+    cmd = [sys.executable, "-m", "petstream.cli", "serve", "--port", "0", *args]
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    try:
+        deadline = time.monotonic() + timeout_s
+        address = None
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("petstream serving on "):
+                address = line.split()[3]
+                break
+        if address is None:
+            raise RuntimeError(f"server did not start (exit code {proc.poll()}); see {log_path or 'its stderr'}")
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if log_path:
+            log.close()  # type: ignore[union-attr]

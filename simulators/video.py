@@ -1,0 +1,155 @@
+"""Encoded video sources for simulated cameras: synthetic scenes encoded live, and recorded clips."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+import av
+import numpy as np
+
+WireCodec = Literal["h264", "hevc", "mjpeg"]
+_ENCODERS = {"h264": "libx264", "hevc": "libx265"}
+_ANNEXB_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
+
+
+@dataclass(frozen=True, repr=False)
+class EncodedUnit:
+    """One encoded access unit (one frame) as a camera sends it, with the truth of what it shows."""
+
+    data: bytes
+    pts_us: int
+    key: bool
+    labels: frozenset[str] = frozenset()  # ground-truth behaviors (synthetic cameras only)
+
+    def __repr__(self) -> str:
+        return f"EncodedUnit({len(self.data)} B, pts_us={self.pts_us}, key={self.key}, labels={sorted(self.labels)})"
+
+
+class FrameEncoder:
+    """Encodes RGB frames into an Annex-B H.264/HEVC elementary stream (or JPEGs) with PyAV."""
+
+    def __init__(self, codec: WireCodec, width: int, height: int, fps: float, gop: int, bitrate: int = 0) -> None:
+        if codec not in ("h264", "hevc", "mjpeg"):
+            raise ValueError(f"codec {codec!r}; allowed: h264, hevc, mjpeg")
+        self.codec = codec
+        self.fps = fps
+        name = "mjpeg" if codec == "mjpeg" else _ENCODERS[codec]
+        ctx = av.CodecContext.create(name, "w")
+        ctx.width, ctx.height = width, height
+        ctx.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        ctx.time_base = Fraction(1, 1_000_000)
+        ctx.framerate = Fraction(fps).limit_denominator(1000)
+        if codec != "mjpeg":
+            ctx.gop_size = gop
+            ctx.max_b_frames = 0  # live cameras send frames in display order
+            opts = {"preset": "ultrafast", "tune": "zerolatency"}
+            if codec == "h264":
+                opts["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
+            else:
+                opts["x265-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=none"
+            ctx.options = opts
+        if bitrate:
+            ctx.bit_rate = bitrate
+        self._ctx = ctx
+
+    def encode(self, rgb: np.ndarray, pts_us: int) -> list[tuple[bytes, int, bool]]:
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = pts_us
+        frame.time_base = self._ctx.time_base
+        return [
+            (bytes(p), int(p.pts if p.pts is not None else pts_us), bool(p.is_keyframe))
+            for p in self._ctx.encode(frame)
+        ]
+
+    def flush(self) -> list[tuple[bytes, int, bool]]:
+        return [(bytes(p), int(p.pts or 0), bool(p.is_keyframe)) for p in self._ctx.encode(None)]
+
+
+def synthetic_units(
+    seed: int,
+    *,
+    width: int = 640,
+    height: int = 360,
+    fps: float = 15.0,
+    gop: int = 30,
+    duration_s: float | None = 120.0,
+    codec: WireCodec = "h264",
+    timeline=None,  # noqa: ANN001 - simulators.timeline.Timeline; default: Timeline.scripted(seed)
+) -> Iterator[EncodedUnit]:
+    """A synthetic camera: the scene renderer along a scripted timeline, encoded frame by frame.
+
+    duration_s None streams forever (the timeline loops)."""
+    from simulators.scenes import SceneRenderer
+    from simulators.timeline import Timeline
+
+    timeline = timeline or Timeline.scripted(seed)
+    renderer = SceneRenderer(seed, width, height)
+    encoder = FrameEncoder(codec, width, height, fps, gop)
+    labels_by_pts: dict[int, frozenset[str]] = {}
+    i = 0
+    while duration_s is None or i < round(duration_s * fps):
+        t = i / fps
+        period = timeline.state_at(t)
+        pts = round(t * 1e6)
+        labels_by_pts[pts] = period.behaviors
+        for data, p, key in encoder.encode(renderer.render(t, period), pts):
+            yield EncodedUnit(data, p, key, labels_by_pts.pop(p, frozenset()))
+        i += 1
+    for data, p, key in encoder.flush():
+        yield EncodedUnit(data, p, key, labels_by_pts.pop(p, frozenset()))
+
+
+def probe_codec(path: str) -> str:
+    with av.open(path) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path}: no video stream")
+        return container.streams.video[0].codec_context.name
+
+
+def clip_units(path: str, *, max_width: int = 1280) -> tuple[WireCodec, Iterator[EncodedUnit]]:
+    """A recorded clip in any container PyAV opens: H.264/HEVC passed through as Annex-B, others transcoded."""
+    name = probe_codec(path)
+    if name in _ANNEXB_FILTERS:
+        return name, _passthrough(path, name)  # type: ignore[return-value]
+    return "h264", _transcode(path, max_width)
+
+
+def _passthrough(path: str, codec: str) -> Iterator[EncodedUnit]:
+    from av.bitstream import BitStreamFilterContext
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        tb = stream.time_base
+        bsf = BitStreamFilterContext(_ANNEXB_FILTERS[codec], stream)
+        for packet in container.demux(stream):
+            for out in bsf.filter(packet if packet.size else None):
+                if out.size:
+                    yield EncodedUnit(bytes(out), _us(out.pts, tb), bool(out.is_keyframe))
+
+
+def _transcode(path: str, max_width: int) -> Iterator[EncodedUnit]:
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or 15)
+        encoder: FrameEncoder | None = None
+        for frame in container.decode(stream):
+            if encoder is None:
+                scale = min(1.0, max_width / frame.width)
+                width, height = int(frame.width * scale) // 2 * 2, int(frame.height * scale) // 2 * 2
+                encoder = FrameEncoder("h264", width, height, rate, gop=int(max(1, round(rate * 2))))
+            rgb = frame.to_ndarray(format="rgb24", width=encoder._ctx.width, height=encoder._ctx.height)
+            pts = _us(frame.pts, frame.time_base or stream.time_base)
+            for data, p, key in encoder.encode(rgb, pts):
+                yield EncodedUnit(data, p, key)
+        if encoder is not None:
+            for data, p, key in encoder.flush():
+                yield EncodedUnit(data, p, key)
+
+
+def _us(pts: int | None, time_base: Fraction | None) -> int:
+    if pts is None or time_base is None:
+        return 0
+    return int(round(pts * time_base * 1_000_000))

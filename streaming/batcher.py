@@ -1,0 +1,191 @@
+"""The cross-camera batcher: one bounded queue per camera, fair batches, max size and max wait."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from inference.types import VQARequest, VQAResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How batches are formed. Every field has a default; validated on creation."""
+
+    max_batch: int = 8  # most frames in one model call
+    max_wait_ms: float = 50.0  # the oldest queued frame waits at most this long for company
+    per_device_queue: int = 4  # frames queued per camera; live policy: a full queue drops its oldest
+    stale_ms: float = 10_000.0  # frames queued longer than this are dropped, not run
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"BatchPolicy.max_batch must be >= 1, got {self.max_batch}")
+        if self.max_wait_ms < 0:
+            raise ValueError(f"BatchPolicy.max_wait_ms must be >= 0, got {self.max_wait_ms}")
+        if self.per_device_queue < 1:
+            raise ValueError(f"BatchPolicy.per_device_queue must be >= 1, got {self.per_device_queue}")
+        if self.stale_ms <= 0:
+            raise ValueError(f"BatchPolicy.stale_ms must be > 0, got {self.stale_ms}")
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Outcome of a work item that never reached the model, with the reason."""
+
+    reason: str  # "backpressure" (queue full, oldest dropped), "stale", "shutdown"
+
+
+Outcome = VQAResult | Dropped | BaseException
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One frame waiting for the model; `on_done` is called on the event loop with its outcome."""
+
+    device_id: str
+    request: VQARequest
+    enqueued_ns: int
+    on_done: Callable[[Outcome], None]
+
+
+def plan_batch(queues: Mapping[str, Sequence[WorkItem]], max_batch: int, start: int = 0) -> list[str]:
+    """Pick the next batch fairly: round-robin over cameras (from `start` in queue order), oldest first.
+
+    Returns the device id of each item to take, in batch order; a pure function of the queue state.
+    """
+    devices = [d for d in queues if queues[d]]
+    if not devices:
+        return []
+    start %= len(devices)
+    order = devices[start:] + devices[:start]
+    taken = dict.fromkeys(order, 0)
+    plan: list[str] = []
+    while len(plan) < max_batch:
+        progressed = False
+        for device in order:
+            if len(plan) == max_batch:
+                break
+            if taken[device] < len(queues[device]):
+                taken[device] += 1
+                plan.append(device)
+                progressed = True
+        if not progressed:
+            break
+    return plan
+
+
+class Batcher:
+    """Collects frames from all cameras and runs them through `run_batch` in an executor, one batch at a time."""
+
+    def __init__(
+        self,
+        run_batch: Callable[[list[VQARequest]], list[VQAResult]],
+        policy: BatchPolicy,
+        executor: Executor,
+    ) -> None:
+        self.policy = policy
+        self._run_batch = run_batch
+        self._executor = executor
+        self._queues: dict[str, deque[WorkItem]] = {}
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()  # replaced after each batch: set wakes everyone waiting for room
+        self._cursor = 0
+        self._closed = False
+        self.batches_run = 0
+        self.frames_run = 0
+
+    def submit(self, item: WorkItem) -> None:
+        """Queue a frame; a full camera queue drops (and reports) its oldest frame instead of blocking."""
+        if self._closed:
+            item.on_done(Dropped("shutdown"))
+            return
+        queue = self._queues.setdefault(item.device_id, deque())
+        if len(queue) >= self.policy.per_device_queue:
+            queue.popleft().on_done(Dropped("backpressure"))
+        queue.append(item)
+        self._wake.set()
+
+    async def wait_for_room(self, device_id: str) -> None:
+        """For the WAIT policy (recorded clips): return once this camera's queue has room."""
+        while not self._closed and len(self._queues.get(device_id, ())) >= self.policy.per_device_queue:
+            await self._space.wait()
+
+    def queued(self, device_id: str | None = None) -> int:
+        if device_id is not None:
+            return len(self._queues.get(device_id, ()))
+        return sum(len(q) for q in self._queues.values())
+
+    def forget(self, device_id: str) -> None:
+        """Drop a departed camera's queue (its items are reported as shutdown)."""
+        for item in self._queues.pop(device_id, ()):
+            item.on_done(Dropped("shutdown"))
+
+    async def run(self) -> None:
+        """Form and run batches until close(); model work happens in the executor, never on the loop."""
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.queued() and not self._closed:
+                await self._wait_for_company()
+                batch = self._take_batch()
+                if batch:
+                    await self._run(loop, batch)
+
+    async def _wait_for_company(self) -> None:
+        policy = self.policy
+        oldest = min(q[0].enqueued_ns for q in self._queues.values() if q)
+        deadline = oldest + policy.max_wait_ms * 1e6
+        while self.queued() < policy.max_batch and not self._closed:
+            remaining = (deadline - time.monotonic_ns()) / 1e9
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take_batch(self) -> list[WorkItem]:
+        now = time.monotonic_ns()
+        stale_before = now - self.policy.stale_ms * 1e6
+        for queue in self._queues.values():
+            while queue and queue[0].enqueued_ns < stale_before:
+                queue.popleft().on_done(Dropped("stale"))
+        plan = plan_batch(self._queues, self.policy.max_batch, self._cursor)
+        self._cursor += 1
+        batch = [self._queues[device].popleft() for device in plan]
+        for device in [d for d, q in self._queues.items() if not q]:
+            del self._queues[device]
+        self._space.set()
+        self._space = asyncio.Event()
+        return batch
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[WorkItem]) -> None:
+        try:
+            results = await loop.run_in_executor(self._executor, self._run_batch, [i.request for i in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"engine returned {len(results)} results for {len(batch)} requests")
+        except Exception as exc:  # the engine failing must not kill the batcher: report to each camera
+            log.exception("model batch of %d failed", len(batch))
+            for item in batch:
+                item.on_done(exc)
+            return
+        self.batches_run += 1
+        self.frames_run += len(batch)
+        for item, result in zip(batch, results, strict=True):
+            item.on_done(result)
+
+    def close(self) -> None:
+        self._closed = True
+        for device in list(self._queues):
+            self.forget(device)
+        self._wake.set()
+        self._space.set()

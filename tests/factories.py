@@ -1,0 +1,121 @@
+"""Factory helpers for tests: real encoded video, a real server on a free port, fake engines for layers above."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from inference.types import Engine, StageTimings, VQARequest, VQAResult
+
+
+def moving_square_frames(n: int, width: int = 160, height: int = 120, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    frames = []
+    for i in range(n):
+        img = base.copy()
+        x = (i * 5) % (width - 20)
+        img[height // 3 : height // 3 + 20, x : x + 20] = (255, 40, 40)
+        frames.append(img)
+    return frames
+
+
+def encode_annexb(
+    frames: Sequence[np.ndarray], *, codec: str = "libx264", fps: int = 15, gop: int = 10
+) -> list[tuple[bytes, int, bool]]:
+    """Encode RGB frames to an Annex-B elementary stream: one (bytes, pts_us, keyframe) per access unit."""
+    h, w = frames[0].shape[:2]
+    ctx = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height, ctx.pix_fmt = w, h, "yuv420p"
+    ctx.time_base = Fraction(1, 1_000_000)
+    ctx.framerate = Fraction(fps)
+    ctx.gop_size = gop
+    ctx.max_b_frames = 0
+    params = f"keyint={gop}:min-keyint={gop}:scenecut=0"
+    ctx.options = {"preset": "ultrafast", "tune": "zerolatency"} | (
+        {"x264-params": params} if codec == "libx264" else {"x265-params": params + ":log-level=none"}
+    )
+    out = []
+    for i, img in enumerate(frames):
+        f = av.VideoFrame.from_ndarray(img, format="rgb24")
+        f.pts = round(i * 1e6 / fps)
+        f.time_base = ctx.time_base
+        out += [(bytes(p), int(p.pts), bool(p.is_keyframe)) for p in ctx.encode(f)]
+    out += [(bytes(p), int(p.pts), bool(p.is_keyframe)) for p in ctx.encode(None)]
+    return out
+
+
+def write_clip(path: str, frames: Sequence[np.ndarray], codec: str, fps: int = 15) -> str:
+    """Write a recorded clip in a real container (mp4, webm, mkv...) with PyAV."""
+    h, w = frames[0].shape[:2]
+    with av.open(path, "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for img in frames:
+            for p in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(p)
+        for p in stream.encode(None):
+            container.mux(p)
+    return path
+
+
+class FakeEngine(Engine):
+    """For tests of the layers above inference only: p_yes from the mean red level, optional delay."""
+
+    model_name = "fake"
+    image_size = 32
+
+    def __init__(self, delay_s: float = 0.0, fail: bool = False) -> None:
+        self.delay_s = delay_s
+        self.fail = fail
+        self.batches: list[list[object]] = []
+
+    def run(self, requests: Sequence[VQARequest]) -> list[VQAResult]:
+        if self.fail:
+            raise RuntimeError("fake engine failure")
+        time.sleep(self.delay_s)
+        self.batches.append([r.key for r in requests])
+        return [
+            VQAResult(
+                r.key,
+                {q.name: float(r.image[..., 0].mean() / 255) for q in r.questions},
+                StageTimings(batch_size=len(requests)),
+            )
+            for r in requests
+        ]
+
+
+@contextlib.contextmanager
+def running_server(engine: Engine, **config: object) -> Iterator[str]:
+    """A real grpc.aio server on a free port, in its own thread and event loop; yields 'host:port'."""
+    from ingest.config import ServerConfig
+    from ingest.server import PetstreamServer
+
+    cfg = ServerConfig(port=0, **config)  # type: ignore[arg-type]
+    loop = asyncio.new_event_loop()
+    server = PetstreamServer(engine, cfg)
+    started = threading.Event()
+    port: list[int] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        port.append(loop.run_until_complete(server.start()))
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(30), "server did not start"
+    try:
+        yield f"127.0.0.1:{port[0]}"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(0.5), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
