@@ -1,0 +1,248 @@
+"""`petstream bench inference`: HF generate() baseline vs petstream settings on the same frames, one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from inference.types import DEFAULT_QUESTIONS, Question, VQARequest
+
+#: petstream settings measured after the fp32 one: (label, dtype, compiled)
+SETTINGS = (
+    ("fp32", "fp32", False),
+    ("fp32+compiled", "fp32", True),
+    ("bf16", "bf16", False),
+    ("bf16+compiled", "bf16", True),
+)
+BEST_MAX_DIFF = 0.02
+
+
+def make_frames(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    """Smooth random RGB frames (upscaled noise), already at the model's input size as ingest delivers them."""
+    rng = np.random.default_rng(seed)
+    return [cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (size, size)) for _ in range(n)]
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    import transformers
+
+    flags: set[str] = set()
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    info = {
+        "cpu": model,
+        "cores": len(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_bf16_flags": sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile", "avx512f"}),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": device,
+    }
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _timed(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
+
+
+def run_bench(
+    model: str = "blip-base-random",
+    *,
+    frames: int = 8,
+    questions: int = 3,
+    backend: str = "cpu",
+    json_out: str | None = None,
+    settings: tuple[tuple[str, str, bool], ...] = SETTINGS,
+    print_fn: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    from inference.compile import compile_artifacts
+    from inference.engine import load_engine, set_threads
+    from inference.models import load_model
+    from inference.reference import reference_p_yes
+
+    if not 1 <= questions <= len(DEFAULT_QUESTIONS):
+        raise ValueError(f"questions={questions} must be 1..{len(DEFAULT_QUESTIONS)}")
+    if backend == "cpu":
+        set_threads(None)
+    device = torch.device(backend if backend != "neuron" else "cpu")
+    sync = torch.cuda.synchronize if backend == "cuda" else (lambda: None)
+    qs: tuple[Question, ...] = DEFAULT_QUESTIONS[:questions]
+    hf, processor = load_model(model)
+    hf = hf.to(device)
+    size = int(processor.image_processor.size["height"])
+    images = make_frames(frames, size)
+    print_fn(f"model {model}, {frames} frames {size}x{size}, {questions} questions, backend {backend}")
+
+    with torch.inference_mode():
+        ref = np.array([[reference_p_yes(hf, processor, im, q.text) for q in qs] for im in images])
+
+        def baseline_frame(im: np.ndarray) -> None:
+            for q in qs:
+                inputs = processor(images=im, text=q.text, return_tensors="pt").to(device)
+                hf.generate(**inputs, max_new_tokens=2)
+
+        baseline_frame(images[0])  # warm-up
+        base_times = [_timed(lambda im=im: baseline_frame(im), sync) for im in images]
+    baseline_fps = frames / sum(base_times)
+    kv_sharing = _measure_kv_sharing(hf, processor, images[0], qs, device, sync)
+
+    rows: list[dict[str, Any]] = []
+    for label, dtype, compiled in settings:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            artifacts = None
+            if compiled:
+                compile_artifacts(
+                    model,
+                    backend=backend,
+                    batch_sizes=(1,),
+                    dtype=dtype,
+                    out=tmp,
+                    questions=[q.text for q in qs],
+                    progress=lambda s: None,
+                )
+                artifacts = tmp
+            engine = load_engine(model, backend=backend, dtype=dtype, artifacts=artifacts, batch_sizes=(1,))
+            setup_s = time.perf_counter() - t0
+            requests = [VQARequest(i, im, qs) for i, im in enumerate(images)]
+            for _ in range(3):  # warm-up: TorchScript's profiling executor optimizes on the first calls
+                engine.run(requests[:1])
+            results, times = [], []
+            for r in requests:
+                t = time.perf_counter()
+                results.extend(engine.run([r]))
+                times.append(time.perf_counter() - t)
+            p = np.array([[res.p_yes[q.name] for q in qs] for res in results])
+            rows.append(
+                {
+                    "setting": label,
+                    "frames_per_s": frames / sum(times),
+                    "frame_ms_median": 1e3 * statistics.median(times),
+                    "max_abs_p_yes_diff": float(np.abs(p - ref).max()),
+                    "setup_s": setup_s,
+                    "stage_ms_median": {
+                        s: 1e3 * statistics.median(getattr(res.timings, f"{s}_s") for res in results)
+                        for s in ("preprocess", "vision", "text", "decode")
+                    },
+                    "compiled_calls": {n: dict(r.calls) for n, r in engine.runners.items()},
+                }
+            )
+            engine.close()
+            del engine
+    return _report(model, frames, questions, backend, baseline_fps, base_times, rows, kv_sharing, json_out, print_fn)
+
+
+def _measure_kv_sharing(
+    hf: Any, processor: Any, image: np.ndarray, qs: tuple[Question, ...], device: Any, sync: Callable[[], None]
+) -> dict[str, float]:
+    """Text-encoder time for a frame's questions: stock module per question vs the shared-K/V stage (fp32)."""
+    from inference.stages import TextEncoderStage, VisionStage
+
+    vision, text = VisionStage(hf), TextEncoderStage(hf)
+    pixels = processor.image_processor(image, return_tensors="pt")["pixel_values"].to(device)
+    tok = processor.tokenizer
+    ids = [torch.tensor([tok(q.text)["input_ids"]], device=device) for q in qs]
+    with torch.inference_mode():
+        embeds = hf.vision_model(pixel_values=pixels).last_hidden_state
+        mask = torch.ones(embeds.shape[:-1], dtype=torch.long, device=device)
+        kv = vision(pixels)
+
+        def stock() -> None:
+            for i in ids:
+                hf.text_encoder(input_ids=i, encoder_hidden_states=embeds, encoder_attention_mask=mask)
+
+        def shared() -> None:
+            for i in ids:  # worst case for sharing: each question its own length group
+                text(i, kv)
+
+        out = {}
+        for name, fn in (("stock_per_question", stock), ("shared_kv", shared)):
+            fn()
+            out[f"text_encoder_{name}_ms"] = 1e3 * statistics.median(_timed(fn, sync) for _ in range(5))
+    return out
+
+
+def _report(
+    model: str,
+    frames: int,
+    questions: int,
+    backend: str,
+    baseline_fps: float,
+    base_times: list[float],
+    rows: list[dict[str, Any]],
+    kv_sharing: dict[str, float],
+    json_out: str | None,
+    print_fn: Callable[[str], None],
+) -> dict[str, Any]:
+    fp32 = next(r for r in rows if r["setting"] == "fp32")
+    ok = [r for r in rows if r["max_abs_p_yes_diff"] <= BEST_MAX_DIFF] or [fp32]
+    best = max(ok, key=lambda r: r["frames_per_s"])
+    result = {
+        "benchmark": "inference",
+        "model": model,
+        "backend": backend,
+        "frames": frames,
+        "questions": questions,
+        "baseline": "BlipProcessor + BlipForQuestionAnswering.generate(max_new_tokens=2) per (frame, question), fp32",
+        "baseline_frames_per_s": baseline_fps,
+        "baseline_frame_ms_median": 1e3 * statistics.median(base_times),
+        "petstream_fp32_frames_per_s": fp32["frames_per_s"],
+        "petstream_best_frames_per_s": best["frames_per_s"],
+        "speedup_fp32": fp32["frames_per_s"] / baseline_fps,
+        "speedup_best": best["frames_per_s"] / baseline_fps,
+        "best_setting": best["setting"],
+        "max_abs_p_yes_diff_fp32": fp32["max_abs_p_yes_diff"],
+        "max_abs_p_yes_diff_best": best["max_abs_p_yes_diff"],
+        "p_yes_reference": "monolithic model, fp32, one (frame, question) at a time, first-step logits",
+        "kv_sharing": kv_sharing,
+        "settings": rows,
+        "machine": machine_info(backend),
+    }
+    print_fn(
+        f"{'setting':<16}{'frames/s':>10}{'ms/frame':>10}{'speedup':>9}{'max|dp|':>10}"
+        f"{'vision':>9}{'text':>8}{'decode':>8}"
+    )
+    print_fn(
+        f"{'HF generate':<16}{baseline_fps:>10.2f}{result['baseline_frame_ms_median']:>10.0f}{1.0:>9.2f}{0.0:>10.1e}"
+    )
+    for r in rows:
+        st = r["stage_ms_median"]
+        print_fn(
+            f"{r['setting']:<16}{r['frames_per_s']:>10.2f}{r['frame_ms_median']:>10.0f}"
+            f"{r['frames_per_s'] / baseline_fps:>9.2f}{r['max_abs_p_yes_diff']:>10.1e}"
+            f"{st['vision']:>9.0f}{st['text']:>8.0f}{st['decode']:>8.0f}"
+        )
+    print_fn(f"best: {best['setting']}  speedup {result['speedup_best']:.2f}x (fp32 {result['speedup_fp32']:.2f}x)")
+    print_fn(
+        "text encoder, stock per question vs shared image K/V (ms): "
+        + ", ".join(f"{k}={v:.1f}" for k, v in kv_sharing.items())
+    )
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
+        print_fn(f"wrote {json_out}")
+    return result
