@@ -15,7 +15,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/petstream demo --seconds $(SECONDS)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy ingest streaming inference simulators petstream
