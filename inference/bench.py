@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -12,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -29,9 +29,14 @@ BEST_MAX_DIFF = 0.02
 
 
 def make_frames(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
-    """Smooth random RGB frames (upscaled noise), already at the model's input size as ingest delivers them."""
+    """Blocky random RGB frames (upscaled noise), already at the model's input size as ingest delivers them."""
     rng = np.random.default_rng(seed)
-    return [cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (size, size)) for _ in range(n)]
+    cells = -(-size // 16)
+    frames = []
+    for _ in range(n):
+        noise = rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8)
+        frames.append(np.ascontiguousarray(noise.repeat(16, 0).repeat(16, 1)[:size, :size]))
+    return frames
 
 
 def machine_info(device: str) -> dict[str, Any]:
@@ -106,53 +111,63 @@ def run_bench(
                 hf.generate(**inputs, max_new_tokens=2)
 
         baseline_frame(images[0])  # warm-up
-        base_times = [_timed(lambda im=im: baseline_frame(im), sync) for im in images]
-    baseline_fps = frames / sum(base_times)
     kv_sharing = _measure_kv_sharing(hf, processor, images[0], qs, device, sync)
 
-    rows: list[dict[str, Any]] = []
-    for label, dtype, compiled in settings:
-        with tempfile.TemporaryDirectory() as tmp:
+    requests = [VQARequest(i, im, qs) for i, im in enumerate(images)]
+    with contextlib.ExitStack() as stack:
+        engines, setup_s = [], []
+        for label, dtype, compiled in settings:
             t0 = time.perf_counter()
             artifacts = None
             if compiled:
+                artifacts = stack.enter_context(tempfile.TemporaryDirectory())
                 compile_artifacts(
                     model,
                     backend=backend,
                     batch_sizes=(1,),
                     dtype=dtype,
-                    out=tmp,
+                    out=artifacts,
                     questions=[q.text for q in qs],
                     progress=lambda s: None,
                 )
-                artifacts = tmp
             engine = load_engine(model, backend=backend, dtype=dtype, artifacts=artifacts, batch_sizes=(1,))
-            setup_s = time.perf_counter() - t0
-            requests = [VQARequest(i, im, qs) for i, im in enumerate(images)]
             for _ in range(3):  # warm-up: TorchScript's profiling executor optimizes on the first calls
                 engine.run(requests[:1])
-            results, times = [], []
-            for r in requests:
+            engines.append(engine)
+            setup_s.append(time.perf_counter() - t0)
+            print_fn(f"  ready: {label} ({setup_s[-1]:.0f} s)")
+        # Interleaved, frame by frame: load from other processes on this machine hits every setting alike.
+        base_times: list[float] = []
+        times: list[list[float]] = [[] for _ in settings]
+        results: list[list[Any]] = [[] for _ in settings]
+        for i, r in enumerate(requests):
+            with torch.inference_mode():
+                base_times.append(_timed(lambda im=r.image: baseline_frame(im), sync))
+            for k in [(i + j) % len(settings) for j in range(len(settings))]:
                 t = time.perf_counter()
-                results.extend(engine.run([r]))
-                times.append(time.perf_counter() - t)
-            p = np.array([[res.p_yes[q.name] for q in qs] for res in results])
-            rows.append(
-                {
-                    "setting": label,
-                    "frames_per_s": frames / sum(times),
-                    "frame_ms_median": 1e3 * statistics.median(times),
-                    "max_abs_p_yes_diff": float(np.abs(p - ref).max()),
-                    "setup_s": setup_s,
-                    "stage_ms_median": {
-                        s: 1e3 * statistics.median(getattr(res.timings, f"{s}_s") for res in results)
-                        for s in ("preprocess", "vision", "text", "decode")
-                    },
-                    "compiled_calls": {n: dict(r.calls) for n, r in engine.runners.items()},
-                }
-            )
-            engine.close()
-            del engine
+                results[k].extend(engines[k].run([r]))
+                times[k].append(time.perf_counter() - t)
+    baseline_fps = frames / sum(base_times)
+    rows: list[dict[str, Any]] = []
+    for k, (label, dtype, compiled) in enumerate(settings):
+        p = np.array([[res.p_yes[q.name] for q in qs] for res in results[k]])
+        rows.append(
+            {
+                "setting": label,
+                "dtype": dtype,
+                "compiled": compiled,
+                "frames_per_s": frames / sum(times[k]),
+                "frame_ms_median": 1e3 * statistics.median(times[k]),
+                "speedup_median_per_frame": statistics.median(b / t for b, t in zip(base_times, times[k], strict=True)),
+                "max_abs_p_yes_diff": float(np.abs(p - ref).max()),
+                "setup_s": setup_s[k],
+                "stage_ms_median": {
+                    s: 1e3 * statistics.median(getattr(res.timings, f"{s}_s") for res in results[k])
+                    for s in ("preprocess", "vision", "text", "decode")
+                },
+                "compiled_calls": {n: dict(r.calls) for n, r in engines[k].runners.items()},
+            }
+        )
     return _report(model, frames, questions, backend, baseline_fps, base_times, rows, kv_sharing, json_out, print_fn)
 
 
@@ -198,7 +213,7 @@ def _report(
     json_out: str | None,
     print_fn: Callable[[str], None],
 ) -> dict[str, Any]:
-    fp32 = next(r for r in rows if r["setting"] == "fp32")
+    fp32 = max((r for r in rows if r["dtype"] == "fp32"), key=lambda r: r["frames_per_s"])
     ok = [r for r in rows if r["max_abs_p_yes_diff"] <= BEST_MAX_DIFF] or [fp32]
     best = max(ok, key=lambda r: r["frames_per_s"])
     result = {
@@ -215,6 +230,7 @@ def _report(
         "speedup_fp32": fp32["frames_per_s"] / baseline_fps,
         "speedup_best": best["frames_per_s"] / baseline_fps,
         "best_setting": best["setting"],
+        "fp32_setting": fp32["setting"],
         "max_abs_p_yes_diff_fp32": fp32["max_abs_p_yes_diff"],
         "max_abs_p_yes_diff_best": best["max_abs_p_yes_diff"],
         "p_yes_reference": "monolithic model, fp32, one (frame, question) at a time, first-step logits",

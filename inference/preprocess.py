@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
 
@@ -17,6 +16,8 @@ def resize_frame(image: np.ndarray, size: int) -> np.ndarray:
     """
     if image.shape[0] == size and image.shape[1] == size:
         return image
+    import cv2  # only when a frame needs resizing
+
     shrinking = image.shape[0] >= size and image.shape[1] >= size
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 

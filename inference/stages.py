@@ -73,7 +73,7 @@ class TextEncoderStage(nn.Module):
         hidden = hidden.unsqueeze(0).expand(b, q, length, -1).reshape(b * q, length, -1)
         scale = math.sqrt(d)
         for i, layer in enumerate(self.layers):
-            attention_output, _ = layer.attention(hidden)
+            attention_output = layer.attention(hidden)[0]
             cross = layer.crossattention
             # All Q questions of a frame share its image K/V: one [Q*L, T] score matrix per frame and head.
             query = cross.self.query(attention_output).view(b, q, length, h, d)
@@ -110,7 +110,8 @@ class DecoderStage(nn.Module):
         n = question_embeds.shape[0]
         hidden = self.embeddings(input_ids=self.bos_ids.expand(n, 1))
         for layer in self.layers:
-            hidden = layer(hidden, question_embeds)
+            out = layer(hidden, encoder_hidden_states=question_embeds)
+            hidden = out[0] if isinstance(out, tuple) else out  # transformers < 5.20 returns a tuple
         hidden = self.transform(hidden[:, 0])
         logits = nn.functional.linear(hidden, self.answer_weight, self.answer_bias).float()
         return nn.functional.softmax(logits, dim=-1)[:, 0]
