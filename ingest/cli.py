@@ -61,17 +61,21 @@ async def run_server(cfg) -> int:  # noqa: ANN001
     from ingest.server import PetstreamServer
 
     loop = asyncio.get_running_loop()
-    engine = await loop.run_in_executor(
-        None,
-        lambda: load_engine(
-            cfg.model,
-            backend=cfg.backend,
-            dtype=cfg.dtype,
-            artifacts=cfg.artifacts,
-            batch_sizes=_batch_sizes(cfg.batch.max_batch),
-            threads=cfg.threads,
-        ),
-    )
+    try:
+        engine = await loop.run_in_executor(
+            None,
+            lambda: load_engine(
+                cfg.model,
+                backend=cfg.backend,
+                dtype=cfg.dtype,
+                artifacts=cfg.artifacts,
+                batch_sizes=_batch_sizes(cfg.batch.max_batch),
+                threads=cfg.threads,
+            ),
+        )
+    except (ValueError, RuntimeError, OSError, ImportError) as exc:  # bad model, artifacts or backend: say why
+        log.error("cannot load the model: %s", exc)
+        return 2
     server = PetstreamServer(engine, cfg)
     port = await server.start()
     print(f"petstream serving on {cfg.host}:{port} (model {engine.model_name}, {cfg.backend})", flush=True)

@@ -11,6 +11,7 @@ from streaming.batcher import BatchPolicy
 from streaming.events import EventRule
 
 Backend = Literal["cpu", "cuda", "neuron"]
+Sampling = Literal["rate", "keyframes", "motion", "compressed"]
 DType = Literal["auto", "fp32", "bf16"]
 
 
@@ -26,6 +27,9 @@ class ServerConfig:
     artifacts: str | None = None  # folder written by `petstream compile`; None runs the stages uncompiled
     threads: int | None = None  # torch threads for the model; None = all cores
     default_sample_fps: float = 1.0  # used when a camera asks for 0
+    default_sampling: Sampling = "rate"  # used when a camera leaves StreamOpen.sampling unspecified
+    still_recheck_s: float = 20.0  # motion/compressed gating: look at a still scene at least this often
+    adaptive_rate: bool = True  # under overload lower every camera's sampling rate instead of growing latency
     max_sample_fps: float = 30.0
     max_message_bytes: int = 8 << 20  # gRPC maximum receive size
     max_frame_bytes: int = 4 << 20  # bytes buffered without a frame boundary before the decoder resets
@@ -37,6 +41,12 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.backend not in get_args(Backend):
             raise ValueError(f"backend: {self.backend!r} is not one of {list(get_args(Backend))}")
+        if self.default_sampling not in get_args(Sampling):
+            raise ValueError(
+                f"default_sampling: {self.default_sampling!r} is not one of {list(get_args(Sampling))}"
+            )
+        if self.still_recheck_s <= 0:
+            raise ValueError(f"still_recheck_s: must be > 0, got {self.still_recheck_s}")
         if self.dtype not in get_args(DType):
             raise ValueError(f"dtype: {self.dtype!r} is not one of {list(get_args(DType))}")
         if not 0 <= self.port <= 65535:

@@ -14,6 +14,13 @@ from protos.petstream.v1 import petstream_pb2_grpc as pb_grpc
 from simulators.video import EncodedUnit, WireCodec
 
 _CODECS = {"h264": pb.CODEC_H264, "hevc": pb.CODEC_HEVC, "mjpeg": pb.CODEC_MJPEG}
+_SAMPLING = {
+    "": pb.SAMPLING_UNSPECIFIED,
+    "rate": pb.SAMPLING_RATE,
+    "keyframes": pb.SAMPLING_KEYFRAMES,
+    "motion": pb.SAMPLING_MOTION,
+    "compressed": pb.SAMPLING_COMPRESSED,
+}
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 8 << 20),
     ("grpc.max_receive_message_length", 8 << 20),
@@ -80,6 +87,8 @@ async def run_camera(
     channel: grpc.aio.Channel | None = None,
     open_message: pb.CameraMessage | None = None,
     wait: bool | None = None,
+    sampling: str = "",
+    still_recheck_s: float = 0.0,
 ) -> CameraReport:
     """Stream `units` (paced to their pts at `speed`× real time; 0 = as fast as possible) and gather replies."""
     report = CameraReport(device_id, speed=speed)
@@ -95,6 +104,8 @@ async def run_camera(
             want_scores=want_scores,
             sample_fps=sample_fps,
             buffer_policy=pb.WAIT if wait else pb.DROP_OLDEST,
+            sampling=_SAMPLING[sampling],
+            still_recheck_s=still_recheck_s,
         )
     )
 

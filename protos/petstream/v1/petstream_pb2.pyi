@@ -7,6 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SamplingPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SAMPLING_UNSPECIFIED: _ClassVar[SamplingPolicy]
+    SAMPLING_RATE: _ClassVar[SamplingPolicy]
+    SAMPLING_KEYFRAMES: _ClassVar[SamplingPolicy]
+    SAMPLING_MOTION: _ClassVar[SamplingPolicy]
+    SAMPLING_COMPRESSED: _ClassVar[SamplingPolicy]
+
 class BufferPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     BUFFER_POLICY_UNSPECIFIED: _ClassVar[BufferPolicy]
@@ -25,6 +33,11 @@ class EventState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_STATE_UNSPECIFIED: _ClassVar[EventState]
     STARTED: _ClassVar[EventState]
     ENDED: _ClassVar[EventState]
+SAMPLING_UNSPECIFIED: SamplingPolicy
+SAMPLING_RATE: SamplingPolicy
+SAMPLING_KEYFRAMES: SamplingPolicy
+SAMPLING_MOTION: SamplingPolicy
+SAMPLING_COMPRESSED: SamplingPolicy
 BUFFER_POLICY_UNSPECIFIED: BufferPolicy
 DROP_OLDEST: BufferPolicy
 WAIT: BufferPolicy
@@ -47,20 +60,24 @@ class CameraMessage(_message.Message):
     def __init__(self, open: _Optional[_Union[StreamOpen, _Mapping]] = ..., chunk: _Optional[_Union[VideoChunk, _Mapping]] = ..., update: _Optional[_Union[BehaviorUpdate, _Mapping]] = ...) -> None: ...
 
 class StreamOpen(_message.Message):
-    __slots__ = ("device_id", "codec", "behaviors", "want_scores", "sample_fps", "buffer_policy")
+    __slots__ = ("device_id", "codec", "behaviors", "want_scores", "sample_fps", "buffer_policy", "sampling", "still_recheck_s")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     BEHAVIORS_FIELD_NUMBER: _ClassVar[int]
     WANT_SCORES_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_FPS_FIELD_NUMBER: _ClassVar[int]
     BUFFER_POLICY_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    STILL_RECHECK_S_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     codec: Codec
     behaviors: _containers.RepeatedCompositeFieldContainer[Behavior]
     want_scores: bool
     sample_fps: float
     buffer_policy: BufferPolicy
-    def __init__(self, device_id: _Optional[str] = ..., codec: _Optional[_Union[Codec, str]] = ..., behaviors: _Optional[_Iterable[_Union[Behavior, _Mapping]]] = ..., want_scores: _Optional[bool] = ..., sample_fps: _Optional[float] = ..., buffer_policy: _Optional[_Union[BufferPolicy, str]] = ...) -> None: ...
+    sampling: SamplingPolicy
+    still_recheck_s: float
+    def __init__(self, device_id: _Optional[str] = ..., codec: _Optional[_Union[Codec, str]] = ..., behaviors: _Optional[_Iterable[_Union[Behavior, _Mapping]]] = ..., want_scores: _Optional[bool] = ..., sample_fps: _Optional[float] = ..., buffer_policy: _Optional[_Union[BufferPolicy, str]] = ..., sampling: _Optional[_Union[SamplingPolicy, str]] = ..., still_recheck_s: _Optional[float] = ...) -> None: ...
 
 class Behavior(_message.Message):
     __slots__ = ("name", "question")
@@ -133,7 +150,7 @@ class BehaviorEvent(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., behavior: _Optional[str] = ..., state: _Optional[_Union[EventState, str]] = ..., confidence: _Optional[float] = ..., pts_us: _Optional[int] = ..., frame_seq: _Optional[int] = ..., event_id: _Optional[str] = ..., start_pts_us: _Optional[int] = ..., end_pts_us: _Optional[int] = ...) -> None: ...
 
 class FrameScores(_message.Message):
-    __slots__ = ("frame_seq", "pts_us", "p_yes")
+    __slots__ = ("frame_seq", "pts_us", "p_yes", "timings")
     class PYesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -144,10 +161,26 @@ class FrameScores(_message.Message):
     FRAME_SEQ_FIELD_NUMBER: _ClassVar[int]
     PTS_US_FIELD_NUMBER: _ClassVar[int]
     P_YES_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
     frame_seq: int
     pts_us: int
     p_yes: _containers.ScalarMap[str, float]
-    def __init__(self, frame_seq: _Optional[int] = ..., pts_us: _Optional[int] = ..., p_yes: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    timings: StageTimings
+    def __init__(self, frame_seq: _Optional[int] = ..., pts_us: _Optional[int] = ..., p_yes: _Optional[_Mapping[str, float]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ...) -> None: ...
+
+class StageTimings(_message.Message):
+    __slots__ = ("decode_ms", "batch_wait_ms", "vision_ms", "text_ms", "total_ms")
+    DECODE_MS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    VISION_MS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_MS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    decode_ms: float
+    batch_wait_ms: float
+    vision_ms: float
+    text_ms: float
+    total_ms: float
+    def __init__(self, decode_ms: _Optional[float] = ..., batch_wait_ms: _Optional[float] = ..., vision_ms: _Optional[float] = ..., text_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class StreamWarning(_message.Message):
     __slots__ = ("code", "message")
