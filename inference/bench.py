@@ -147,7 +147,7 @@ def run_bench(
                 t = time.perf_counter()
                 results[k].extend(engines[k].run([r]))
                 times[k].append(time.perf_counter() - t)
-    baseline_fps = frames / sum(base_times)
+    baseline_fps = 1.0 / statistics.median(base_times)
     rows: list[dict[str, Any]] = []
     for k, (label, dtype, compiled) in enumerate(settings):
         p = np.array([[res.p_yes[q.name] for q in qs] for res in results[k]])
@@ -156,7 +156,9 @@ def run_bench(
                 "setting": label,
                 "dtype": dtype,
                 "compiled": compiled,
-                "frames_per_s": frames / sum(times[k]),
+                # medians: this machine is shared, and a neighbour's burst should not decide the result
+                "frames_per_s": 1.0 / statistics.median(times[k]),
+                "frames_per_s_mean": frames / sum(times[k]),
                 "frame_ms_median": 1e3 * statistics.median(times[k]),
                 "speedup_median_per_frame": statistics.median(b / t for b, t in zip(base_times, times[k], strict=True)),
                 "max_abs_p_yes_diff": float(np.abs(p - ref).max()),
@@ -223,7 +225,9 @@ def _report(
         "frames": frames,
         "questions": questions,
         "baseline": "BlipProcessor + BlipForQuestionAnswering.generate(max_new_tokens=2) per (frame, question), fp32",
+        "throughput": "frames_per_s = 1 / median seconds per frame (3 questions), batch 1, interleaved",
         "baseline_frames_per_s": baseline_fps,
+        "baseline_frames_per_s_mean": frames / sum(base_times),
         "baseline_frame_ms_median": 1e3 * statistics.median(base_times),
         "petstream_fp32_frames_per_s": fp32["frames_per_s"],
         "petstream_best_frames_per_s": best["frames_per_s"],

@@ -45,8 +45,9 @@ def compile_artifacts(
 ) -> dict[str, Any]:
     """Trace vision, text encoder and decoder for every batch size; write one file per (stage, shape) + manifest.
 
-    The text stages are compiled for `questions` (default: the three default questions): one text-encoder
-    and one decoder artifact per token length among them. Other question sets run those stages eagerly.
+    The text stages are compiled for `questions` (default: the three default questions) right-padded to the
+    longest: one text-encoder and one decoder artifact per batch size. Only shapes matter, so any question
+    set with as many questions and the same padded length uses them; others run those stages eagerly.
     """
     from inference.engine import load_engine
 
@@ -82,11 +83,11 @@ def compile_artifacts(
             pixels = torch.zeros(b, 3, size, size, dtype=engine.host_dtype, device=be.device)
             emit("vision", staged.vision, (pixels,), b, f"vision_b{b}.pt")
             image_kv = staged.vision(pixels)
-            for ids, _ in engine.question_groups(texts):
-                q, length = ids.shape
-                emit("text", staged.text, (ids, image_kv), b, f"text_b{b}_q{q}_l{length}.pt")
-                embeds = staged.text(ids, image_kv)
-                emit("decoder", staged.decoder, (embeds,), b * q, f"decoder_n{b * q}_l{length}.pt")
+            ids, mask = engine.question_tokens(texts)
+            q, length = ids.shape
+            emit("text", staged.text, (ids, mask, image_kv), b, f"text_b{b}_q{q}_l{length}.pt")
+            embeds = staged.text(ids, mask, image_kv)
+            emit("decoder", staged.decoder, (embeds, mask), b, f"decoder_b{b}_q{q}_l{length}.pt")
     manifest = {
         "format": FORMAT_VERSION,
         "model": model,
@@ -98,18 +99,11 @@ def compile_artifacts(
         "batch_sizes": list(engine.batch_sizes),
         "questions": list(texts),
         "versions": be.versions(),
-        "artifacts": _dedupe(entries),
+        "artifacts": entries,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     progress(f"wrote {len(manifest['artifacts'])} artifacts and {MANIFEST} to {out}")
     return manifest
-
-
-def _dedupe(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
-    for e in entries:
-        seen[e["file"]] = e  # a decoder shape reached from two batch sizes is traced twice; keep the last
-    return list(seen.values())
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:

@@ -82,30 +82,21 @@ class BlipEngine(Engine):
         #: identifies the model's config and weights; compiled artifacts must carry the same
         self.fingerprint = ""
         self.revision: str | None = None
-        self._groups: dict[tuple[str, ...], list[tuple[torch.Tensor, list[int]]]] = {}
+        self._tokens: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def host_dtype(self) -> torch.dtype:
         # neuron artifacts take fp32 and cast inside (--auto-cast); everywhere else tensors carry the dtype
         return torch.float32 if self.backend.name == "neuron" else DTYPES[self.dtype]
 
-    def question_groups(self, texts: tuple[str, ...]) -> list[tuple[torch.Tensor, list[int]]]:
-        """Token ids of a question set, grouped by token length: [(ids [Q,L], positions in `texts`)], cached."""
-        groups = self._groups.get(texts)
-        if groups is None:
-            by_len: dict[int, list[tuple[int, list[int]]]] = {}
-            for pos, text in enumerate(texts):
-                ids = self.tokenizer(text)["input_ids"]
-                by_len.setdefault(len(ids), []).append((pos, ids))
-            groups = [
-                (
-                    torch.tensor([ids for _, ids in items], device=self.backend.device),
-                    [pos for pos, _ in items],
-                )
-                for _, items in sorted(by_len.items())
-            ]
-            self._groups[texts] = groups
-        return groups
+    def question_tokens(self, texts: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids [Q,L] of a question set, right-padded to the longest, and the mask [Q,L]; cached."""
+        cached = self._tokens.get(texts)
+        if cached is None:
+            enc = self.tokenizer(list(texts), padding=True, return_tensors="pt")
+            cached = (enc["input_ids"].to(self.backend.device), enc["attention_mask"].to(self.backend.device))
+            self._tokens[texts] = cached
+        return cached
 
     def run(self, requests: Sequence[VQARequest]) -> list[VQAResult]:
         step = self.batch_sizes[-1]
@@ -136,19 +127,18 @@ class BlipEngine(Engine):
             kv = image_kv
             if len(frames) != len(requests):
                 kv = image_kv.index_select(1, torch.tensor(frames, device=image_kv.device))
-            for ids, positions in self.question_groups(texts):
-                ta = time.perf_counter()
-                question_embeds, _ = self.runners["text"](ids, kv)
-                sync()
-                tb = time.perf_counter()
-                p, _ = self.runners["decoder"](question_embeds)
-                p = p.float().cpu().view(len(frames), len(positions))
-                tc = time.perf_counter()
-                text_s += tb - ta
-                decode_s += tc - tb
-                for row, frame in enumerate(frames):
-                    for col, pos in enumerate(positions):
-                        p_yes[frame][pos] = float(p[row, col])
+            ids, mask = self.question_tokens(texts)
+            ta = time.perf_counter()
+            question_embeds, _ = self.runners["text"](ids, mask, kv)
+            sync()
+            tb = time.perf_counter()
+            p, _ = self.runners["decoder"](question_embeds, mask)
+            p = p.float().cpu()
+            tc = time.perf_counter()
+            text_s += tb - ta
+            decode_s += tc - tb
+            for row, frame in enumerate(frames):
+                p_yes[frame] = p[row].tolist()
         timings = StageTimings(
             preprocess_s=t1 - t0,
             vision_s=t2 - t1,

@@ -19,10 +19,10 @@ class BatchLayout:
     out_dim: int = 0
 
 
-#: the stages' layouts: vision(pixel_values), text(input_ids, image_kv), decoder(question_embeds)
+#: the stages' layouts: vision(pixel_values), text(input_ids, mask, image_kv), decoder(question_embeds, mask)
 LAYOUTS = {
     "vision": BatchLayout(batch_input=0, batch_dim=0, out_dim=1),
-    "text": BatchLayout(batch_input=1, batch_dim=1, out_dim=0),
+    "text": BatchLayout(batch_input=2, batch_dim=1, out_dim=0),
     "decoder": BatchLayout(batch_input=0, batch_dim=0, out_dim=0),
 }
 

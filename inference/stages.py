@@ -49,13 +49,18 @@ class VisionStage(nn.Module):
         return torch.stack(kv)
 
 
-class TextEncoderStage(nn.Module):
-    """(question ids [Q,L] of equal length, image K/V [2*layers,B,H,T,d]) -> question_embeds [B*Q, L, D].
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[R,L] 1/0 key mask -> [R,1,1,L] additive (0 or the dtype's minimum) for attention scores."""
+    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
-    Rows are frame-major (frame 0's Q questions first). Every frame is asked the same Q questions. The
-    questions are unpadded (the caller groups them by token length), so no attention mask is needed and the
-    result equals running each question alone: transformers' BLIP drops the cross-attention mask, so padding
-    would change the answer.
+
+class TextEncoderStage(nn.Module):
+    """(question ids [Q,L], their mask [Q,L], image K/V [2*layers,B,H,T,d]) -> question_embeds [B,Q,L,D].
+
+    Every frame of the batch is asked the same Q questions, right-padded to the longest. The stock
+    self-attention gets the padding mask; the cross-attention attends to image tokens only (never padded),
+    against the frame's shared K/V. Real tokens therefore never see padding: the output at real positions
+    equals running each question alone, unpadded. Padded positions hold garbage that the decoder masks out.
     """
 
     def __init__(self, model: BlipForQuestionAnswering) -> None:
@@ -65,15 +70,16 @@ class TextEncoderStage(nn.Module):
         self.heads = self.layers[0].crossattention.self.num_attention_heads
         self.head_dim = self.layers[0].crossattention.self.attention_head_size
 
-    def forward(self, input_ids: torch.Tensor, image_kv: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image_kv: torch.Tensor) -> torch.Tensor:
         q, length = input_ids.shape
         b = image_kv.shape[1]
         h, d = self.heads, self.head_dim
         hidden = self.embeddings(input_ids=input_ids)
+        self_mask = additive_mask(attention_mask, hidden.dtype).repeat(b, 1, 1, 1)
         hidden = hidden.unsqueeze(0).expand(b, q, length, -1).reshape(b * q, length, -1)
         scale = math.sqrt(d)
         for i, layer in enumerate(self.layers):
-            attention_output = layer.attention(hidden)[0]
+            attention_output = layer.attention(hidden, attention_mask=self_mask)[0]
             cross = layer.crossattention
             # All Q questions of a frame share its image K/V: one [Q*L, T] score matrix per frame and head.
             query = cross.self.query(attention_output).view(b, q, length, h, d)
@@ -84,14 +90,16 @@ class TextEncoderStage(nn.Module):
             context = context.view(b, h, q, length, d).permute(0, 2, 3, 1, 4).reshape(b * q, length, h * d)
             attention_output = cross.output(context, attention_output)
             hidden = layer.feed_forward_chunk(attention_output)
-        return hidden
+        return hidden.view(b, q, length, -1)
 
 
 class DecoderStage(nn.Module):
-    """question_embeds [N,L,D] -> p_yes [N] (fp32) from the first decoder step after [DEC].
+    """(question_embeds [B,Q,L,D], question mask [Q,L]) -> p_yes [B,Q] (fp32), first decoder step after [DEC].
 
     p_yes = exp(l_yes) / (exp(l_yes) + exp(l_no)) where l = log_softmax(first-step logits); the full-vocab
-    normalizer cancels, so only the "yes" and "no" rows of the LM head are computed.
+    normalizer cancels, so only the "yes" and "no" rows of the LM head are computed. The stock cross-attention
+    drops its mask (padded questions would change the answer), so this stage applies the question mask
+    itself, reusing the layer's query/key/value/output modules: equal to each question alone, unpadded.
     """
 
     def __init__(self, model: BlipForQuestionAnswering, yes_id: int, no_id: int) -> None:
@@ -100,21 +108,35 @@ class DecoderStage(nn.Module):
         self.embeddings = decoder.bert.embeddings
         self.layers = decoder.bert.encoder.layer
         self.transform = decoder.cls.predictions.transform
+        self.heads = self.layers[0].crossattention.self.num_attention_heads
+        self.head_dim = self.layers[0].crossattention.self.attention_head_size
         head = decoder.cls.predictions.decoder
         rows = torch.tensor([yes_id, no_id])
         self.register_buffer("answer_weight", head.weight.detach()[rows].clone())
         self.register_buffer("answer_bias", head.bias.detach()[rows].clone())
         self.register_buffer("bos_ids", torch.tensor([[model.decoder_start_token_id]]))
 
-    def forward(self, question_embeds: torch.Tensor) -> torch.Tensor:
-        n = question_embeds.shape[0]
+    def forward(self, question_embeds: torch.Tensor, question_mask: torch.Tensor) -> torch.Tensor:
+        b, q, length, dim = question_embeds.shape
+        n, h, d = b * q, self.heads, self.head_dim
+        embeds = question_embeds.reshape(n, length, dim)
+        mask = additive_mask(question_mask, embeds.dtype).repeat(b, 1, 1, 1)
         hidden = self.embeddings(input_ids=self.bos_ids.expand(n, 1))
+        scale = math.sqrt(d)
         for layer in self.layers:
-            out = layer(hidden, encoder_hidden_states=question_embeds)
-            hidden = out[0] if isinstance(out, tuple) else out  # transformers < 5.20 returns a tuple
+            attention_output = layer.attention(hidden)[0]  # one token: attends to itself only
+            cross = layer.crossattention.self
+            query = cross.query(attention_output).view(n, 1, h, d).transpose(1, 2)
+            key = cross.key(embeds).view(n, length, h, d).transpose(1, 2)
+            value = cross.value(embeds).view(n, length, h, d).transpose(1, 2)
+            scores = torch.matmul(query, key.transpose(-1, -2)) / scale + mask
+            context = torch.matmul(nn.functional.softmax(scores, dim=-1), value)
+            context = context.transpose(1, 2).reshape(n, 1, h * d)
+            attention_output = layer.crossattention.output(context, attention_output)
+            hidden = layer.feed_forward_chunk(attention_output)
         hidden = self.transform(hidden[:, 0])
         logits = nn.functional.linear(hidden, self.answer_weight, self.answer_bias).float()
-        return nn.functional.softmax(logits, dim=-1)[:, 0]
+        return nn.functional.softmax(logits, dim=-1)[:, 0].view(b, q)
 
 
 class StagedBlip(nn.Module):
@@ -127,7 +149,6 @@ class StagedBlip(nn.Module):
         self.text = TextEncoderStage(model).eval()
         self.decoder = DecoderStage(model, self.yes_id, self.no_id).eval()
 
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        """p_yes [B, Q] for B frames and Q questions of one token length."""
-        p = self.decoder(self.text(input_ids, self.vision(pixel_values)))
-        return p.view(pixel_values.shape[0], input_ids.shape[0])
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """p_yes [B, Q] for B frames and Q right-padded questions (mask 1 = real token)."""
+        return self.decoder(self.text(input_ids, mask, self.vision(pixel_values)), mask)
