@@ -57,7 +57,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def run_server(cfg) -> int:  # noqa: ANN001
     from inference.engine import load_engine
-
     from ingest.server import PetstreamServer
 
     loop = asyncio.get_running_loop()

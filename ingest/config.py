@@ -35,16 +35,15 @@ class ServerConfig:
     max_frame_bytes: int = 4 << 20  # bytes buffered without a frame boundary before the decoder resets
     decode_threads: int = 2
     batch: BatchPolicy = field(default_factory=BatchPolicy)
-    events: EventRule = field(default_factory=EventRule)
+    events: EventRule = field(default_factory=EventRule)  # the event rule of every behavior ...
+    behavior_events: dict[str, EventRule] = field(default_factory=dict)  # ... unless named here
     warn_interval_s: float = 5.0  # at most one drop warning per camera per interval
 
     def __post_init__(self) -> None:
         if self.backend not in get_args(Backend):
             raise ValueError(f"backend: {self.backend!r} is not one of {list(get_args(Backend))}")
         if self.default_sampling not in get_args(Sampling):
-            raise ValueError(
-                f"default_sampling: {self.default_sampling!r} is not one of {list(get_args(Sampling))}"
-            )
+            raise ValueError(f"default_sampling: {self.default_sampling!r} is not one of {list(get_args(Sampling))}")
         if self.still_recheck_s <= 0:
             raise ValueError(f"still_recheck_s: must be > 0, got {self.still_recheck_s}")
         if self.dtype not in get_args(DType):
@@ -69,7 +68,7 @@ class ServerConfig:
         env = dict(os.environ) if env is None else env
         for f in fields(cls):
             key = f"PETSTREAM_{f.name.upper()}"
-            if key in env and f.name not in ("batch", "events"):
+            if key in env and f.name not in ("batch", "events", "behavior_events"):
                 values[f.name] = _coerce(f.name, env[key], getattr(cls(), f.name))
         values.update({k: v for k, v in flags.items() if v is not None})
         unknown = set(values) - {f.name for f in fields(cls)}
@@ -79,7 +78,15 @@ class ServerConfig:
             values["batch"] = BatchPolicy(**values["batch"])
         if isinstance(values.get("events"), dict):
             values["events"] = EventRule(**values["events"])
+        if isinstance(values.get("behavior_events"), dict):
+            values["behavior_events"] = {
+                name: rule if isinstance(rule, EventRule) else EventRule(**rule)
+                for name, rule in values["behavior_events"].items()
+            }
         return replace(cls(), **values)
+
+    def rule_for(self, behavior: str) -> EventRule:
+        return self.behavior_events.get(behavior, self.events)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

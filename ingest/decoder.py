@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
 import av
 import av.logging
+
+from streaming.sampler import DecodeMode
 
 CodecName = Literal["h264", "hevc", "mjpeg"]
 CODECS: tuple[CodecName, ...] = ("h264", "hevc", "mjpeg")
@@ -36,6 +39,7 @@ class RawFrame:
     ingest_ns: int
     decoded_ns: int
     key_frame: bool
+    candidate: bool = True  # False for frames decoded only to rebuild references (gated decoding)
 
     def __repr__(self) -> str:
         return f"RawFrame(pts_us={self.pts_us}, key_frame={self.key_frame}, {self.frame.width}x{self.frame.height})"
@@ -46,6 +50,7 @@ class DecodeResult:
     frames: list[RawFrame] = field(default_factory=list)
     warnings: list[DecodeWarning] = field(default_factory=list)
     skipped_frames: int = 0  # packets dropped while resynchronising to a keyframe
+    not_decoded: int = 0  # packets the sampling policy chose not to decode (keyframes-only, gating)
 
 
 @dataclass
@@ -60,11 +65,28 @@ class _Chunk:
 class StreamDecoder:
     """Decodes one camera's stream. Not thread-safe: one call at a time (the session awaits each)."""
 
-    def __init__(self, codec: CodecName, *, max_frame_bytes: int = 4 << 20) -> None:
+    def __init__(
+        self,
+        codec: CodecName,
+        *,
+        max_frame_bytes: int = 4 << 20,
+        decode_mode: DecodeMode = "all",
+        want_packet: Callable[[int, bool, int], bool] | None = None,
+    ) -> None:
         if codec not in CODECS:
             raise ValueError(f"unknown codec {codec!r}; allowed: {list(CODECS)}")
+        if decode_mode not in ("all", "keyframes", "gated"):
+            raise ValueError(f"unknown decode_mode {decode_mode!r}; allowed: ['all', 'keyframes', 'gated']")
+        if decode_mode == "gated" and want_packet is None:
+            raise ValueError("decode_mode 'gated' needs want_packet")
         self.codec = codec
         self.max_frame_bytes = max_frame_bytes
+        # MJPEG frames are all keyframes and independent: gating applies per frame, nothing to replay.
+        self.decode_mode: DecodeMode = decode_mode
+        self._want_packet = want_packet
+        self._gop: list[av.Packet] = []  # gated: packets since the keyframe, not yet decoded
+        self._gop_bytes = 0
+        self._candidates: set[int] = set()  # gated: pts of frames wanted (others only rebuild references)
         self._ctx = self._new_context()
         self._chunks: deque[_Chunk] = deque()
         self._in_bytes = 0  # bytes fed to the parser
@@ -72,7 +94,7 @@ class StreamDecoder:
         self._need_keyframe = False  # after an error: skip packets until the next keyframe
         self._started = False  # the first 4 bytes were checked for an Annex-B start code
         self._head = b""
-        self._origin_ns = time.monotonic_ns()
+        self._origin_ns: int | None = None
         self._last_pts: int | None = None
         self._interval_us = _DEFAULT_INTERVAL_US
         self._ingest_by_pts: dict[int, int] = {}
@@ -80,6 +102,8 @@ class StreamDecoder:
     def _new_context(self) -> av.CodecContext:
         ctx = av.CodecContext.create(self.codec, "r")
         ctx.thread_count = 1  # one decoder per camera; parallelism comes from many cameras
+        if getattr(self, "decode_mode", "all") == "keyframes":
+            ctx.skip_frame = "NONKEY"  # non-key frames are parsed but never decoded
         return ctx
 
     def feed(self, data: bytes, pts_us: int | None = None, ingest_ns: int | None = None) -> DecodeResult:
@@ -88,6 +112,8 @@ class StreamDecoder:
         result = DecodeResult()
         if not data:
             return result
+        if self._origin_ns is None:
+            self._origin_ns = ingest_ns  # times assigned from arrival count from the stream's first bytes
         if self.codec == "mjpeg":
             self._feed_jpeg(data, pts_us, ingest_ns, result)
             return result
@@ -125,6 +151,8 @@ class StreamDecoder:
                     self._decode_packet(packet, result)
             except av.FFmpegError as exc:
                 result.warnings.append(DecodeWarning("DECODE_ERROR", f"at end of stream: {exc}"))
+        result.not_decoded += len(self._gop)  # gated packets never wanted: counted, not decoded
+        self._gop, self._gop_bytes = [], 0
         try:
             for frame in self._ctx.decode(None):
                 self._emit(frame, result)
@@ -155,6 +183,39 @@ class StreamDecoder:
                 result.skipped_frames += 1
                 return
             self._need_keyframe = False
+        if self.decode_mode == "keyframes" and not packet.is_keyframe:
+            result.not_decoded += 1
+            self._ingest_by_pts.pop(packet.pts, None)
+            return
+        if self.decode_mode == "gated":
+            self._gated(packet, result)
+            return
+        self._decode_one(packet, result)
+
+    def _gated(self, packet: av.Packet, result: DecodeResult) -> None:
+        """Decode only wanted packets, first replaying the GOP's skipped packets so references are right."""
+        assert self._want_packet is not None
+        key = bool(packet.is_keyframe)
+        if key:
+            result.not_decoded += len(self._gop)
+            self._gop, self._gop_bytes = [], 0
+        if not self._want_packet(packet.size, key, packet.pts):
+            self._gop.append(packet)
+            self._gop_bytes += packet.size
+            if self._gop_bytes > 4 * self.max_frame_bytes:  # a huge GOP: give up replaying, wait for a keyframe
+                result.not_decoded += len(self._gop)
+                self._gop, self._gop_bytes = [], 0
+                self._need_keyframe = True
+            return
+        replay, self._gop, self._gop_bytes = self._gop, [], 0
+        for old in replay:
+            self._decode_one(old, result)
+        if len(self._candidates) > 1024:  # frames that never came out (errors): forget them
+            self._candidates.clear()
+        self._candidates.add(packet.pts)
+        self._decode_one(packet, result)
+
+    def _decode_one(self, packet: av.Packet, result: DecodeResult) -> None:
         try:
             frames = self._ctx.decode(packet)
         except av.FFmpegError as exc:
@@ -169,7 +230,11 @@ class StreamDecoder:
     def _emit(self, frame: av.VideoFrame, result: DecodeResult) -> None:
         pts = frame.pts if frame.pts is not None else (self._last_pts or 0)
         ingest_ns = self._ingest_by_pts.pop(pts, time.monotonic_ns())
-        result.frames.append(RawFrame(frame, pts, ingest_ns, time.monotonic_ns(), bool(frame.key_frame)))
+        candidate = True
+        if self.decode_mode == "gated":
+            candidate = pts in self._candidates
+            self._candidates.discard(pts)
+        result.frames.append(RawFrame(frame, pts, ingest_ns, time.monotonic_ns(), bool(frame.key_frame), candidate))
 
     def _stamp(self, packet: av.Packet, pts_us: int, ingest_ns: int) -> None:
         packet.pts = pts_us
@@ -194,7 +259,7 @@ class StreamDecoder:
     def _assign_pts(self, pts_us: int | None, ingest_ns: int) -> int:
         if pts_us is None:
             # No camera time: extrapolate the cadence, never earlier than arrival says.
-            arrival = (ingest_ns - self._origin_ns) // 1000
+            arrival = (ingest_ns - (self._origin_ns or ingest_ns)) // 1000
             pts_us = arrival if self._last_pts is None else max(arrival, self._last_pts + self._interval_us)
         elif self._last_pts is not None and 0 < pts_us - self._last_pts < 10_000_000:
             self._interval_us = (3 * self._interval_us + (pts_us - self._last_pts)) // 4
@@ -208,4 +273,5 @@ class StreamDecoder:
         self._ctx = self._new_context()
         self._chunks.clear()
         self._in_bytes = self._out_bytes = 0
+        self._gop, self._gop_bytes = [], 0
         self._need_keyframe = True

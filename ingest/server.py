@@ -22,6 +22,7 @@ from ingest.session import Session
 from protos.petstream.v1 import petstream_pb2 as pb
 from protos.petstream.v1 import petstream_pb2_grpc as pb_grpc
 from streaming.batcher import Batcher, Dropped, Outcome, WorkItem
+from streaming.governor import RateGovernor
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BehaviorStream"].full_name
@@ -39,14 +40,31 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="model")  # one batch at a time uses all cores
         self.batcher = Batcher(engine.run, config.batch, self._model_pool)
         self._batcher_task: asyncio.Task[None] | None = None
+        self.governor = RateGovernor()
+        self._governor_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._batcher_task = asyncio.get_running_loop().create_task(self.batcher.run(), name="batcher")
+        loop = asyncio.get_running_loop()
+        self._batcher_task = loop.create_task(self.batcher.run(), name="batcher")
+        if self.config.adaptive_rate:
+            self._governor_task = loop.create_task(self._govern(), name="governor")
+
+    async def _govern(self, interval_s: float = 1.0) -> None:
+        """Under overload, lower every live camera's sampling rate instead of letting latency grow."""
+        last_dropped = 0
+        while True:
+            await asyncio.sleep(interval_s)
+            dropped, wait_ms = self.batcher.take_load_sample()
+            notify = self.governor.tick(dropped=dropped - last_dropped, oldest_wait_ms=wait_ms, elapsed_s=interval_s)
+            last_dropped = dropped
+            for session in self.sessions.values():
+                session.set_rate_scale(self.governor.scale, notify=notify)
 
     async def close(self) -> None:
         self.batcher.close()
-        if self._batcher_task is not None:
-            self._batcher_task.cancel()
+        for task in (self._batcher_task, self._governor_task):
+            if task is not None:
+                task.cancel()
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
         self._model_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -60,7 +78,13 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty stream: the first message must be 'open'")
         cfg = self.config
         try:
-            spec = wire.parse_open(first, default_fps=cfg.default_sample_fps, max_fps=cfg.max_sample_fps)
+            spec = wire.parse_open(
+                first,
+                default_fps=cfg.default_sample_fps,
+                max_fps=cfg.max_sample_fps,
+                default_sampling=cfg.default_sampling,
+                default_still_recheck_s=cfg.still_recheck_s,
+            )
         except wire.InvalidMessage as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         session_id = uuid.uuid4().hex[:12]
@@ -70,12 +94,13 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             batcher=self.batcher,
             decode_executor=self._decode_pool,
             image_size=self.engine.image_size,
-            rule=cfg.events,
+            rules=cfg.rule_for,
             max_frame_bytes=cfg.max_frame_bytes,
             warn_interval_s=cfg.warn_interval_s,
             model_name=self.engine.model_name,
         )
         self.sessions[session_id] = session
+        session.set_rate_scale(self.governor.scale, notify=self.governor.scale < 1.0)
         log.info(
             "camera %s connected (session %s, %s, %.2f fps)", spec.device_id, session_id, spec.codec, spec.sample_fps
         )

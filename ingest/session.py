@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -14,10 +14,11 @@ from inference.types import Question, VQARequest, VQAResult
 from ingest import wire
 from ingest.decoder import DecodeResult, StreamDecoder
 from protos.petstream.v1 import petstream_pb2 as pb
+from streaming import sampler as sampling
 from streaming.batcher import Batcher, Dropped, Outcome, WorkItem
 from streaming.events import BehaviorTracker, EventRule
 from streaming.frames import DecodedFrame, FrameScore, FrameTimings
-from streaming.sampler import RateSampler
+from streaming.sampler import FrameInfo
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ class SessionStats:
     frames_decoded: int = 0
     frames_sampled: int = 0
     frames_scored: int = 0
-    skipped_by_sampler: int = 0
+    skipped_by_sampler: int = 0  # decoded, but the sampling policy did not pick it
+    not_decoded_by_policy: int = 0  # not even decoded (keyframes-only or compressed-domain gating)
     skipped_resync: int = 0  # packets dropped while waiting for a keyframe after bad data
     dropped: Counter[str] = field(default_factory=Counter)  # by reason: backpressure, stale, shutdown
     warnings: Counter[str] = field(default_factory=Counter)  # by code
@@ -56,7 +58,7 @@ class Session:
         batcher: Batcher,
         decode_executor: Executor,
         image_size: int,
-        rule: EventRule,
+        rules: Callable[[str], EventRule],
         max_frame_bytes: int,
         warn_interval_s: float = 5.0,
         model_name: str = "",
@@ -71,9 +73,14 @@ class Session:
         self._batcher = batcher
         self._executor = decode_executor
         self._image_size = image_size
-        self._rule = rule
-        self._decoder = StreamDecoder(spec.codec, max_frame_bytes=max_frame_bytes)
-        self._sampler = RateSampler(spec.sample_fps)
+        self._rules = rules
+        self.sampler = sampling.create(spec.sampling, spec.sample_fps, still_recheck_s=spec.still_recheck_s)
+        self._decoder = StreamDecoder(
+            spec.codec,
+            max_frame_bytes=max_frame_bytes,
+            decode_mode=self.sampler.decode_mode,
+            want_packet=self.sampler.want_packet,
+        )
         self._trackers = {q.name: self._tracker(q.name) for q in self.questions}
         self._pending = 0
         self._input_done = False
@@ -83,7 +90,7 @@ class Session:
         self._last_seen = (0, 0)  # (pts_us, frame_seq) of the newest scored frame
 
     def _tracker(self, behavior: str) -> BehaviorTracker:
-        return BehaviorTracker(self.device_id, behavior, self._rule, id_prefix=self.session_id)
+        return BehaviorTracker(self.device_id, behavior, self._rules(behavior), id_prefix=self.session_id)
 
     # -- input side ---------------------------------------------------------------------------------------
 
@@ -113,11 +120,17 @@ class Session:
     def _decode(self, data: bytes | None, pts_us: int | None, ingest_ns: int) -> _Decoded:
         """Runs in the decode pool: decode, sample, and scale only the sampled frames."""
         result = self._decoder.flush() if data is None else self._decoder.feed(data, pts_us, ingest_ns)
+        self.stats.not_decoded_by_policy += result.not_decoded
         sampled = []
+        sampler = self.sampler
         for raw in result.frames:
             seq = self.stats.frames_decoded
             self.stats.frames_decoded += 1
-            if not self._sampler.should_sample(raw.pts_us, key_frame=raw.key_frame):
+            thumb = None
+            if sampler.needs_thumbnail:
+                w, h = sampling.THUMB_SIZE
+                thumb = raw.frame.to_ndarray(format="gray", width=w, height=h, interpolation="AREA")
+            if not raw.candidate or not sampler.should_sample(FrameInfo(raw.pts_us, raw.key_frame, thumb)):
                 self.stats.skipped_by_sampler += 1
                 continue
             size = self._image_size
@@ -202,6 +215,20 @@ class Session:
             self._last_drop_warning_ns = now
             counts = ", ".join(f"{k}={v}" for k, v in sorted(self.stats.dropped.items()))
             self.warn("FRAMES_DROPPED", f"the server is behind; sampled frames dropped so far: {counts}")
+
+    def set_rate_scale(self, scale: float, *, notify: bool) -> None:
+        """The overload governor's rate scale; replays (WAIT) are slowed by flow control instead."""
+        if self.spec.wait or self.sampler.rate_scale == scale:
+            return
+        self.sampler.rate_scale = scale
+        if notify:
+            fps = self.spec.sample_fps
+            if scale < 1.0:
+                self.warn(
+                    "RATE_REDUCED", f"server overloaded: looking at {fps * scale:.2f} frames/s instead of {fps:g}"
+                )
+            else:
+                self.warn("RATE_RESTORED", f"load is back to normal: looking at {fps:g} frames/s again")
 
     def warn(self, code: str, message: str) -> None:
         self.stats.warnings[code] += 1

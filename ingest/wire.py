@@ -16,6 +16,12 @@ MAX_QUESTION_CHARS = 200
 
 _CODECS: dict[int, CodecName] = {pb.CODEC_H264: "h264", pb.CODEC_HEVC: "hevc", pb.CODEC_MJPEG: "mjpeg"}
 _STATES = {"STARTED": pb.STARTED, "ENDED": pb.ENDED}
+_SAMPLING = {
+    pb.SAMPLING_RATE: "rate",
+    pb.SAMPLING_KEYFRAMES: "keyframes",
+    pb.SAMPLING_MOTION: "motion",
+    pb.SAMPLING_COMPRESSED: "compressed",
+}
 
 
 class InvalidMessage(ValueError):
@@ -32,6 +38,8 @@ class StreamSpec:
     want_scores: bool
     sample_fps: float
     wait: bool = False  # buffer policy WAIT (never drop) instead of DROP_OLDEST
+    sampling: str = "rate"  # a name in streaming.sampler's registry
+    still_recheck_s: float = 20.0
 
 
 def parse_questions(behaviors: list[pb.Behavior] | None) -> tuple[Question, ...]:
@@ -62,7 +70,14 @@ def parse_questions(behaviors: list[pb.Behavior] | None) -> tuple[Question, ...]
     return tuple(questions)
 
 
-def parse_open(msg: pb.CameraMessage, *, default_fps: float, max_fps: float) -> StreamSpec:
+def parse_open(
+    msg: pb.CameraMessage,
+    *,
+    default_fps: float,
+    max_fps: float,
+    default_sampling: str = "rate",
+    default_still_recheck_s: float = 20.0,
+) -> StreamSpec:
     """Validate the first message of a stream."""
     if msg.WhichOneof("kind") != "open":
         raise InvalidMessage(
@@ -79,6 +94,12 @@ def parse_open(msg: pb.CameraMessage, *, default_fps: float, max_fps: float) -> 
         raise InvalidMessage(f"open.codec {_codec_name(o.codec)} is not supported; allowed: {allowed}")
     if o.buffer_policy not in (pb.BUFFER_POLICY_UNSPECIFIED, pb.DROP_OLDEST, pb.WAIT):
         raise InvalidMessage(f"open.buffer_policy {o.buffer_policy} is not one of DROP_OLDEST, WAIT")
+    if o.sampling != pb.SAMPLING_UNSPECIFIED and o.sampling not in _SAMPLING:
+        allowed = [pb.SamplingPolicy.Name(v) for v in _SAMPLING]
+        raise InvalidMessage(f"open.sampling {o.sampling} is not supported; allowed: {allowed}")
+    recheck = o.still_recheck_s
+    if math.isnan(recheck) or recheck < 0:
+        raise InvalidMessage(f"open.still_recheck_s {recheck} must be >= 0 (0 = server default)")
     fps = o.sample_fps
     if math.isnan(fps) or fps < 0 or fps > max_fps:
         raise InvalidMessage(f"open.sample_fps {fps} must be in [0, {max_fps}] (0 = server default)")
@@ -89,6 +110,8 @@ def parse_open(msg: pb.CameraMessage, *, default_fps: float, max_fps: float) -> 
         want_scores=o.want_scores,
         sample_fps=fps or default_fps,
         wait=o.buffer_policy == pb.WAIT,
+        sampling=_SAMPLING.get(o.sampling, default_sampling),
+        still_recheck_s=recheck or default_still_recheck_s,
     )
 
 
@@ -127,7 +150,17 @@ def event_message(e: Event) -> pb.ServerMessage:
 
 
 def scores_message(s: FrameScore) -> pb.ServerMessage:
-    return pb.ServerMessage(scores=pb.FrameScores(frame_seq=s.frame_seq, pts_us=s.pts_us, p_yes=dict(s.p_yes)))
+    t = s.timings
+    timings = pb.StageTimings(
+        decode_ms=t.decode_ms,
+        batch_wait_ms=t.batch_wait_ms,
+        vision_ms=t.vision_ms,
+        text_ms=t.text_ms,
+        total_ms=t.total_ms,
+    )
+    return pb.ServerMessage(
+        scores=pb.FrameScores(frame_seq=s.frame_seq, pts_us=s.pts_us, p_yes=dict(s.p_yes), timings=timings)
+    )
 
 
 def warning_message(code: str, message: str) -> pb.ServerMessage:

@@ -100,6 +100,8 @@ class Batcher:
         self._closed = False
         self.batches_run = 0
         self.frames_run = 0
+        self.dropped_total = 0  # frames dropped for backpressure or staleness, all cameras
+        self.oldest_wait_ms = 0.0  # longest queue wait at a batch start since take_load_sample()
 
     def submit(self, item: WorkItem) -> None:
         """Queue a frame; a full camera queue drops (and reports) its oldest frame instead of blocking."""
@@ -108,6 +110,7 @@ class Batcher:
             return
         queue = self._queues.setdefault(item.device_id, deque())
         if len(queue) >= self.policy.per_device_queue:
+            self.dropped_total += 1
             queue.popleft().on_done(Dropped("backpressure"))
         queue.append(item)
         self._wake.set()
@@ -116,6 +119,11 @@ class Batcher:
         """For the WAIT policy (recorded clips): return once this camera's queue has room."""
         while not self._closed and len(self._queues.get(device_id, ())) >= self.policy.per_device_queue:
             await self._space.wait()
+
+    def take_load_sample(self) -> tuple[int, float]:
+        """(frames dropped so far, longest queue wait since the last call) for the overload governor."""
+        wait, self.oldest_wait_ms = self.oldest_wait_ms, 0.0
+        return self.dropped_total, wait
 
     def queued(self, device_id: str | None = None) -> int:
         if device_id is not None:
@@ -158,10 +166,13 @@ class Batcher:
         stale_before = now - self.policy.stale_ms * 1e6
         for queue in self._queues.values():
             while queue and queue[0].enqueued_ns < stale_before:
+                self.dropped_total += 1
                 queue.popleft().on_done(Dropped("stale"))
         plan = plan_batch(self._queues, self.policy.max_batch, self._cursor)
         self._cursor += 1
         batch = [self._queues[device].popleft() for device in plan]
+        if batch:
+            self.oldest_wait_ms = max(self.oldest_wait_ms, (now - min(i.enqueued_ns for i in batch)) / 1e6)
         for device in [d for d, q in self._queues.items() if not q]:
             del self._queues[device]
         self._space.set()

@@ -13,22 +13,22 @@ from factories import FakeEngine
 from inference.types import DEFAULT_QUESTIONS, VQARequest
 from streaming.batcher import Batcher, BatchPolicy, Dropped, WorkItem, plan_batch
 from streaming.events import BehaviorTracker, EventRule
-from streaming.sampler import RateSampler, create
+from streaming.sampler import FrameInfo, RateSampler, create
 
 
 def test_rate_sampler_caps_to_fps_without_drift():
     s = RateSampler(fps=1.0)
     pts = [round(i * 1e6 / 15) for i in range(15 * 60)]  # one minute at 15 fps
-    picked = [p for p in pts if s.should_sample(p, key_frame=False)]
+    picked = [p for p in pts if s.should_sample(FrameInfo(p, False))]
     assert len(picked) == 60
     assert all(abs(b - a - 1_000_000) <= 66_667 for a, b in zip(picked, picked[1:], strict=False))
 
 
 def test_rate_sampler_reanchors_after_clock_jump_back():
     s = RateSampler(fps=2.0)
-    assert s.should_sample(10_000_000, key_frame=True)
-    assert not s.should_sample(10_100_000, key_frame=False)
-    assert s.should_sample(1_000, key_frame=False)  # camera clock restarted
+    assert s.should_sample(FrameInfo(10_000_000, True))
+    assert not s.should_sample(FrameInfo(10_100_000, False))
+    assert s.should_sample(FrameInfo(1_000, False))  # camera clock restarted
 
 
 def test_sampler_registry_names_allowed_values():
@@ -137,3 +137,27 @@ def test_event_rule_validation_names_fields():
         EventRule(high=0.3, low=0.5)
     with pytest.raises(ValueError, match="start_k"):
         EventRule(start_k=4, start_n=3)
+
+
+def test_server_config_per_behavior_rules_from_file_env_and_flags(tmp_path):
+    import json
+
+    from ingest.config import ServerConfig
+
+    path = tmp_path / "cfg.json"
+    path.write_text(
+        json.dumps(
+            {"port": 1234, "behavior_events": {"barking": {"start_k": 1, "start_n": 1}}, "batch": {"max_batch": 4}}
+        )
+    )
+    cfg = ServerConfig.load(
+        str(path), env={"PETSTREAM_PORT": "2345", "PETSTREAM_DEFAULT_SAMPLE_FPS": "2"}, model="tiny"
+    )
+    assert cfg.port == 2345 and cfg.default_sample_fps == 2.0 and cfg.model == "tiny" and cfg.batch.max_batch == 4
+    assert cfg.rule_for("barking").start_k == 1 and cfg.rule_for("playing") == EventRule()
+    with pytest.raises(ValueError, match="unknown config field"):
+        ServerConfig.load(None, env={}, colour="blue")
+    with pytest.raises(ValueError, match="default_sampling"):
+        ServerConfig.load(None, env={"PETSTREAM_DEFAULT_SAMPLING": "sometimes"})
+    with pytest.raises(ValueError, match="PETSTREAM_PORT"):
+        ServerConfig.load(None, env={"PETSTREAM_PORT": "eighty"})

@@ -1,0 +1,115 @@
+"""Sampling policies on real encoded video: keyframes-only, motion gating, compressed-domain gating, governor."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from factories import FakeEngine, encode_annexb, moving_square_frames, running_server
+
+from ingest.decoder import StreamDecoder
+from simulators.camera import run_camera
+from simulators.timeline import Period, Timeline
+from simulators.video import EncodedUnit, synthetic_units
+from streaming import sampler as sampling
+from streaming.governor import GovernorPolicy, RateGovernor
+
+
+@pytest.fixture(scope="module")
+def scripted_units() -> tuple[Timeline, list[EncodedUnit]]:
+    """30 s at 320x180, 15 fps, GOP 30: still 0-12 s, barking 12-20 s, still (asleep) 20-30 s."""
+    timeline = Timeline((Period(0, 12), Period(12, 20, frozenset({"barking"})), Period(20, 30, sleeping=True)))
+    units = list(synthetic_units(5, width=320, height=180, fps=15, gop=30, duration_s=30, timeline=timeline))
+    return timeline, units
+
+
+def _run_policy(name: str, units: list[EncodedUnit], fps: float = 1.0, recheck: float = 20.0):
+    s = sampling.create(name, fps, still_recheck_s=recheck)
+    dec = StreamDecoder("h264", decode_mode=s.decode_mode, want_packet=s.want_packet)
+    decoded, not_decoded, picked = 0, 0, []
+    results = (dec.feed(u.data, u.pts_us) for u in units)
+    for r in [*results, dec.flush()]:
+        not_decoded += r.not_decoded
+        for f in r.frames:
+            decoded += 1
+            thumb = None
+            if s.needs_thumbnail:
+                w, h = sampling.THUMB_SIZE
+                thumb = f.frame.to_ndarray(format="gray", width=w, height=h, interpolation="AREA")
+            if f.candidate and s.should_sample(sampling.FrameInfo(f.pts_us, f.key_frame, thumb)):
+                picked.append(f.pts_us / 1e6)
+    return decoded, not_decoded, picked
+
+
+def test_keyframes_policy_decodes_only_keyframes(scripted_units):
+    _, units = scripted_units
+    decoded, not_decoded, picked = _run_policy("keyframes", units)
+    keys = [u.pts_us / 1e6 for u in units if u.key]
+    assert decoded == len(keys) == 15 and not_decoded == len(units) - len(keys)
+    assert picked == pytest.approx(keys)
+
+
+@pytest.mark.parametrize("policy", ["motion", "compressed"])
+def test_gating_looks_at_every_active_second_and_rarely_at_a_still_scene(scripted_units, policy):
+    timeline, units = scripted_units
+    decoded, not_decoded, picked = _run_policy(policy, units)
+    active = [t for t in picked if timeline.labels_at(t)]
+    assert {int(t) for t in active} == set(range(12, 20))  # every second of barking was looked at
+    still_late = [t for t in picked if t >= 24]  # asleep for 4 s already: only a re-check may remain
+    assert len(still_late) <= 1, picked
+    rate_decoded, _, rate_picked = _run_policy("rate", units)
+    assert len(picked) <= 0.6 * len(rate_picked)  # 30 s with 8 s active; encoder start-up counts as motion
+    if policy == "compressed":
+        assert not_decoded >= len(units) // 3 and decoded + not_decoded == rate_decoded
+
+
+def test_gated_decoding_replays_the_gop_so_pictures_are_right():
+    units = encode_annexb(moving_square_frames(30), gop=15)
+    wanted = {units[9][1], units[22][1]}  # mid-GOP frames only
+    dec = StreamDecoder("h264", decode_mode="gated", want_packet=lambda size, key, pts: pts in wanted)
+    full = StreamDecoder("h264")
+    gated_frames, full_frames = {}, {}
+    for d, p, _ in units:
+        gated_frames |= {f.pts_us: f for f in dec.feed(d, p).frames if f.candidate}
+        full_frames |= {f.pts_us: f for f in full.feed(d, p).frames}
+    assert set(gated_frames) == wanted
+    for pts in wanted:
+        a = gated_frames[pts].frame.to_ndarray(format="rgb24")
+        b = full_frames[pts].frame.to_ndarray(format="rgb24")
+        assert np.array_equal(a, b)
+
+
+def test_governor_lowers_rate_under_overload_and_restores_it():
+    g = RateGovernor(GovernorPolicy(decrease=0.5, increase=2.0, recover_after_s=2, min_scale=0.1))
+    assert g.tick(dropped=3, oldest_wait_ms=0, elapsed_s=1) and g.scale == 0.5
+    g.tick(dropped=0, oldest_wait_ms=5000, elapsed_s=1)
+    for _ in range(5):
+        g.tick(dropped=1, oldest_wait_ms=0, elapsed_s=1)
+    assert g.scale == 0.1  # bounded below
+    assert not g.tick(dropped=0, oldest_wait_ms=0, elapsed_s=1) and g.scale == 0.1  # calm for 1 s: not yet
+    changes = [g.tick(dropped=0, oldest_wait_ms=0, elapsed_s=1) for _ in range(6)]
+    assert g.scale == 1.0 and changes[-1] is False and any(changes)
+
+
+def test_sampler_scale_lowers_the_rate():
+    s = sampling.create("rate", 2.0)
+    s.rate_scale = 0.5
+    picked = [t for t in range(0, 10_000_000, 66_667) if s.should_sample(sampling.FrameInfo(t, False))]
+    assert len(picked) == 10
+
+
+def test_server_applies_the_camera_sampling_policy(scripted_units):
+    _, units = scripted_units
+
+    async def both(address):
+        return await asyncio.gather(
+            run_camera(address, "keys", iter(units), speed=0, want_scores=True, sampling="keyframes", sample_fps=15),
+            run_camera(address, "gated", iter(units), speed=0, want_scores=True, sampling="compressed"),
+        )
+
+    with running_server(FakeEngine()) as address:
+        keys, gated = asyncio.run(both(address))
+    assert [s.pts_us for s in keys.scores] == [u.pts_us for u in units if u.key]
+    assert 8 <= len(gated.scores) <= 18  # barking seconds (8) + encoder start-up + hold, not all 30 seconds
+    assert all(s.timings.total_ms > 0 for s in gated.scores)
