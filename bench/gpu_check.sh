@@ -13,13 +13,13 @@ PY=${PY:-python3}
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 if $PY -c "import pytest" 2>/dev/null; then
-  timeout 150 $PY -m pytest -q -p no:cacheprovider -o addopts="" tests/test_inference_backends.py \
-    tests/test_inference_stages.py -k "cuda or staged_batched" > "$OUT/pytest.txt" 2>&1
+  timeout 60 $PY -m pytest -q -p no:cacheprovider -o addopts="" tests/test_inference_backends.py \
+    tests/test_inference_stages.py -k "cuda or staged_batched or shared_kv" > "$OUT/pytest.txt" 2>&1
   echo "pytest rc=$?" >> "$OUT/pytest.txt"
   tail -5 "$OUT/pytest.txt"
 fi
 # the bench module directly: the petstream dispatcher imports every package's CLI (grpc, av, ...)
-timeout 220 $PY -c "from inference.bench import run_bench; run_bench('blip-base-random', frames=16, \
+timeout 125 $PY -c "from inference.bench import run_bench; run_bench('blip-base-random', frames=4, \
   backend='cuda', json_out='$OUT/inference_cuda.json')" > "$OUT/bench.txt" 2>&1
 echo "bench rc=$?" >> "$OUT/bench.txt"
 grep -v "Loading\|Writing" "$OUT/bench.txt" | tail -20
