@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -97,7 +98,7 @@ def run_bench(
     sync = torch.cuda.synchronize if backend == "cuda" else (lambda: None)
     qs: tuple[Question, ...] = DEFAULT_QUESTIONS[:questions]
     hf, processor = load_model(model)
-    hf = hf.to(device)
+    hf = hf.to(device)  # type: ignore[arg-type]
     size = int(processor.image_processor.size["height"])
     images = make_frames(frames, size)
     print_fn(f"model {model}, {frames} frames {size}x{size}, {questions} questions, backend {backend}")
@@ -130,7 +131,13 @@ def run_bench(
                     questions=[q.text for q in qs],
                     progress=lambda s: None,
                 )
-            engine = load_engine(model, backend=backend, dtype=dtype, artifacts=artifacts, batch_sizes=(1,))
+            engine = load_engine(
+                model,
+                backend=backend,  # type: ignore[arg-type]
+                dtype=dtype,  # type: ignore[arg-type]
+                artifacts=artifacts,
+                batch_sizes=(1,),
+            )
             for _ in range(3):  # warm-up: TorchScript's profiling executor optimizes on the first calls
                 engine.run(requests[:1])
             engines.append(engine)
@@ -142,7 +149,7 @@ def run_bench(
         results: list[list[Any]] = [[] for _ in settings]
         for i, r in enumerate(requests):
             with torch.inference_mode():
-                base_times.append(_timed(lambda im=r.image: baseline_frame(im), sync))
+                base_times.append(_timed(functools.partial(baseline_frame, r.image), sync))
             for k in [(i + j) % len(settings) for j in range(len(settings))]:
                 t = time.perf_counter()
                 results[k].extend(engines[k].run([r]))

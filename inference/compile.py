@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+DEFAULT_TEXTS = tuple(q.text for q in DEFAULT_QUESTIONS)
 
 
 class ArtifactMismatch(ValueError):
@@ -40,7 +41,7 @@ def compile_artifacts(
     batch_sizes: Sequence[int] = (1, 2, 4, 8),
     dtype: str = "fp32",
     out: str | Path,
-    questions: Sequence[str] = tuple(q.text for q in DEFAULT_QUESTIONS),
+    questions: Sequence[str] = DEFAULT_TEXTS,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Trace vision, text encoder and decoder for every batch size; write one file per (stage, shape) + manifest.
@@ -102,7 +103,7 @@ def compile_artifacts(
         "artifacts": entries,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    progress(f"wrote {len(manifest['artifacts'])} artifacts and {MANIFEST} to {out}")
+    progress(f"wrote {len(entries)} artifacts and {MANIFEST} to {out}")
     return manifest
 
 

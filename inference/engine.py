@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -58,7 +58,7 @@ class BlipEngine(Engine):
         *,
         model_name: str,
         staged: StagedBlip,
-        tokenizer: object,
+        tokenizer: Any,
         backend: Backend,
         dtype: str,
         image_size: int,
@@ -97,6 +97,12 @@ class BlipEngine(Engine):
             cached = (enc["input_ids"].to(self.backend.device), enc["attention_mask"].to(self.backend.device))
             self._tokens[texts] = cached
         return cached
+
+    def close(self) -> None:
+        """Drop the compiled artifacts and cached tokens; the engine falls back to eager if used again."""
+        for runner in self.runners.values():
+            runner.compiled.clear()
+        self._tokens.clear()
 
     def run(self, requests: Sequence[VQARequest]) -> list[VQAResult]:
         step = self.batch_sizes[-1]
@@ -201,14 +207,14 @@ def load_engine(
 
 
 def _build_engine(
-    name: str, hf_model: object, processor: object, backend: Backend, dtype: str, sizes: tuple[int, ...]
+    name: str, hf_model: Any, processor: Any, backend: Backend, dtype: str, sizes: tuple[int, ...]
 ) -> BlipEngine:
     from inference.models import model_fingerprint
 
     fingerprint = model_fingerprint(hf_model)  # before the cast: the staged modules share its weights
     staged = StagedBlip(hf_model, processor.tokenizer)
     host = torch.float32 if backend.name == "neuron" else DTYPES[dtype]
-    staged = backend.prepare(staged.to(host))
+    staged = backend.prepare(staged.to(host))  # type: ignore[assignment]
     ip = processor.image_processor
     engine = BlipEngine(
         model_name=name,

@@ -9,12 +9,12 @@ import os
 import string
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from inference.types import DEFAULT_QUESTIONS
 
 if TYPE_CHECKING:
-    from transformers import BertTokenizerFast, BlipForQuestionAnswering, BlipProcessor
+    from transformers import BertTokenizerFast, BlipForQuestionAnswering, BlipProcessor  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _charset() -> list[str]:
 def build_tokenizer(words: Iterable[str], *, vocab_size: int | None = None) -> BertTokenizerFast:
     """A lowercase WordPiece BERT tokenizer laid out like Salesforce's BLIP tokenizer ([DEC] bos, [ENC])."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # an alias in transformers 5
 
     vocab: dict[str, int] = {}
 
@@ -119,7 +119,8 @@ def build_blip_vqa(
             "initializer_range": init_range,
         },
     )
-    config.text_config.initializer_range = init_range
+    text_config: Any = config.text_config
+    text_config.initializer_range = init_range
     torch.manual_seed(seed)
     return BlipForQuestionAnswering(config).eval()
 
@@ -149,7 +150,7 @@ def make_processor(tokenizer: BertTokenizerFast, image_size: int) -> BlipProcess
     try:
         from transformers import BlipImageProcessorPil as ImageProcessor
     except ImportError:  # older transformers 5.x: the PIL path is the plain class
-        from transformers import BlipImageProcessor as ImageProcessor
+        from transformers import BlipImageProcessor as ImageProcessor  # type: ignore[assignment]
     image_processor = ImageProcessor(size={"height": image_size, "width": image_size})
     return BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
@@ -183,7 +184,7 @@ def _build_base_random(out: Path) -> None:
     # bert-base-uncased has 30522 entries; with [DEC] and [ENC] that is Salesforce's 30524.
     tokenizer = build_tokenizer(TINY_WORDS, vocab_size=30524)
     defaults = BlipConfig()
-    text = defaults.text_config
+    text: Any = defaults.text_config
     config = BlipConfig(
         text_config=_text_config(
             tokenizer,
@@ -199,7 +200,8 @@ def _build_base_random(out: Path) -> None:
     torch.manual_seed(0)
     model = BlipForQuestionAnswering(config).eval()
     model.save_pretrained(out)
-    make_processor(tokenizer, config.vision_config.image_size).save_pretrained(out)
+    vision: Any = config.vision_config
+    make_processor(tokenizer, vision.image_size).save_pretrained(out)
 
 
 _BUILDERS = {"tiny": _build_tiny, "blip-base-random": _build_base_random}

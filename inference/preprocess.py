@@ -28,7 +28,7 @@ def to_pixel_values(
     """[B,3,size,size] float32: x / 255, then (x - mean) / std per channel, as the processor computes it."""
     batch = np.stack([np.ascontiguousarray(resize_frame(im, size)) for im in images])
     x = torch.from_numpy(batch).to(torch.float32).permute(0, 3, 1, 2)
-    x = x * np.float32(1 / 255)
+    x = x * (1 / 255)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return ((x - m) / s).contiguous()

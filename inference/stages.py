@@ -94,6 +94,10 @@ class TextEncoderStage(nn.Module):
 
 
 class DecoderStage(nn.Module):
+    answer_weight: torch.Tensor
+    answer_bias: torch.Tensor
+    bos_ids: torch.Tensor
+
     """(question_embeds [B,Q,L,D], question mask [Q,L]) -> p_yes [B,Q] (fp32), first decoder step after [DEC].
 
     p_yes = exp(l_yes) / (exp(l_yes) + exp(l_no)) where l = log_softmax(first-step logits); the full-vocab
