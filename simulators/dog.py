@@ -32,7 +32,16 @@ def ellipse(
 ) -> None:
     """Anti-aliased filled (or outlined) ellipse at sub-pixel position."""
     cv2.ellipse(
-        img, _p(cx, cy), _p(max(ax, 0.5), max(ay, 0.5)), angle, start, end, color, thickness, cv2.LINE_AA, _SHIFT
+        img,
+        _p(cx, cy),
+        _p(max(ax, 0.5), max(ay, 0.5)),
+        angle,
+        start,
+        end,
+        color,
+        thickness,
+        cv2.LINE_AA,
+        _SHIFT,
     )
 
 
@@ -111,7 +120,13 @@ def extent(look: DogLook, pose: DogPose) -> tuple[float, float, float, float]:
     s = look.scale
     hx, hy = head_center(look, pose)
     tx, _ = snout_tip(look, pose)
-    xs = [pose.x - 0.5 * s - look.tail_len * s * 0.8, pose.x + 0.5 * s, hx - 0.22 * s, hx + 0.22 * s, tx + 0.05 * s]
+    xs = [
+        pose.x - 0.5 * s - look.tail_len * s * 0.8,
+        pose.x + 0.5 * s,
+        hx - 0.22 * s,
+        hx + 0.22 * s,
+        tx + 0.05 * s,
+    ]
     if pose.arcs >= 0:
         xs.append(tx + pose.facing * 0.75 * s)
     if pose.ball_dx >= 0:
@@ -124,8 +139,8 @@ def draw_shadow(img: np.ndarray, look: DogLook, pose: DogPose) -> None:
     """Floor shadow under a jumping dog (the jump cue)."""
     s = look.scale
     shade = img.copy()
-    ellipse(shade, pose.x + pose.facing * 0.1 * s, pose.ground_y, 0.55 * s, 0.09 * s, (0, 0, 0))
-    cv2.addWeighted(shade, 0.55, img, 0.45, 0, dst=img)
+    ellipse(shade, pose.x + pose.facing * 0.1 * s, pose.ground_y, 0.6 * s, 0.11 * s, (0, 0, 0))
+    cv2.addWeighted(shade, 0.7, img, 0.3, 0, dst=img)
 
 
 def draw_dog(img: np.ndarray, look: DogLook, pose: DogPose) -> None:
@@ -184,7 +199,11 @@ def draw_dog(img: np.ndarray, look: DogLook, pose: DogPose) -> None:
     else:
         polygon(
             img,
-            [(hx - f * 0.16 * s, hy - 0.1 * s), (hx - f * 0.02 * s, hy - 0.16 * s), (hx - f * 0.12 * s, hy - 0.4 * s)],
+            [
+                (hx - f * 0.16 * s, hy - 0.1 * s),
+                (hx - f * 0.02 * s, hy - 0.16 * s),
+                (hx - f * 0.12 * s, hy - 0.4 * s),
+            ],
             look.ears,
         )
     # eye
@@ -224,7 +243,7 @@ def _draw_arcs(img: np.ndarray, look: DogLook, pose: DogPose) -> None:
 
 def _draw_ball(img: np.ndarray, look: DogLook, pose: DogPose) -> None:
     s, f = look.scale, pose.facing
-    r = 0.17 * s
+    r = 0.22 * s
     cx = pose.x + f * (0.5 + pose.ball_dx) * s
     cy = pose.ground_y - r
     ellipse(img, cx, cy, r, r, pose.ball_color)

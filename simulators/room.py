@@ -68,13 +68,19 @@ def draw_background(room: Room) -> np.ndarray:
         frame = (235, 235, 228)
         polygon(img, [(x, y), (x + ww, y), (x + ww, y + wh), (x, y + wh)], frame)
         t = max(ww * 0.06, 1.5)
-        polygon(img, [(x + t, y + t), (x + ww - t, y + t), (x + ww - t, y + wh - t), (x + t, y + wh - t)], room.sky)
+        polygon(
+            img,
+            [(x + t, y + t), (x + ww - t, y + t), (x + ww - t, y + wh - t), (x + t, y + wh - t)],
+            room.sky,
+        )
         line(img, x + ww / 2, y + t, x + ww / 2, y + wh - t, frame, t * 0.7)
         line(img, x + t, y + wh / 2, x + ww - t, y + wh / 2, frame, t * 0.7)
     if room.rug is not None:
         cx, cy, ax, ay, col = room.rug
         ellipse(img, cx, cy, ax, ay, col)
-        ellipse(img, cx, cy, ax * 0.8, ay * 0.7, tuple(min(255, int(c * 1.15) + 10) for c in col), thickness=2)
+        ellipse(
+            img, cx, cy, ax * 0.8, ay * 0.7, tuple(min(255, int(c * 1.15) + 10) for c in col), thickness=2
+        )
     draw_furniture(img, room.furniture)
     return img
 
@@ -99,7 +105,9 @@ def draw_furniture(img: np.ndarray, f: Furniture) -> None:
             ],
             dark,
         )
-        polygon(img, [(f.x0, seat_top), (f.x1, seat_top), (f.x1, f.base_y - leg), (f.x0, f.base_y - leg)], f.color)
+        polygon(
+            img, [(f.x0, seat_top), (f.x1, seat_top), (f.x1, f.base_y - leg), (f.x0, f.base_y - leg)], f.color
+        )
         cush = (f.x1 - f.x0 - 2 * arm) / 2
         for i in range(2):
             cx0 = f.x0 + arm + i * cush
@@ -133,7 +141,9 @@ def draw_furniture(img: np.ndarray, f: Furniture) -> None:
         for lx in (f.x0 + inset, f.x1 - inset):
             line(img, lx, top, lx, f.base_y, f.color, f.leg_w)
         polygon(
-            img, [(f.x0, top - slab), (f.x1, top - slab), (f.x1, top + slab * 0.3), (f.x0, top + slab * 0.3)], light
+            img,
+            [(f.x0, top - slab), (f.x1, top - slab), (f.x1, top + slab * 0.3), (f.x0, top + slab * 0.3)],
+            light,
         )
 
 
@@ -167,9 +177,9 @@ def apply_camera(img: np.ndarray, room: Room, gain: np.ndarray, noise: np.ndarra
 def random_room(rng: np.random.Generator, width: int, height: int, dog_scale: float, dog_luma: float) -> Room:
     """A random room whose colours keep a dog of luma `dog_luma` visible, with furniture sized to the dog."""
     for _ in range(50):
-        wall = hsv(rng.uniform(), rng.uniform(0.05, 0.5), rng.uniform(0.35, 0.95))
-        floor = hsv(rng.uniform(), rng.uniform(0.1, 0.6), rng.uniform(0.2, 0.8))
-        fcol = hsv(rng.uniform(), rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.85))
+        wall = hsv(rng.uniform(), rng.uniform(0.05, 0.3), rng.uniform(0.4, 0.95))
+        floor = hsv(rng.uniform(), rng.uniform(0.05, 0.35), rng.uniform(0.2, 0.8))
+        fcol = hsv(rng.uniform(), rng.uniform(0.15, 0.45), rng.uniform(0.2, 0.85))
         if (
             abs(luma(wall) - dog_luma) > 35
             and abs(luma(floor) - dog_luma) > 40
@@ -186,7 +196,7 @@ def random_room(rng: np.random.Generator, width: int, height: int, dog_scale: fl
     sky = hsv(rng.uniform(0.52, 0.62), rng.uniform(0.2, 0.6), rng.uniform(0.75, 1.0))
     rug = None
     if rng.random() < 0.5:
-        col = hsv(rng.uniform(), rng.uniform(0.3, 0.8), rng.uniform(0.25, 0.85))
+        col = hsv(rng.uniform(), rng.uniform(0.1, 0.4), rng.uniform(0.25, 0.85))
         rug = (
             width * rng.uniform(0.2, 0.8),
             (horizon + height) / 2 + height * rng.uniform(0.0, 0.2),
@@ -196,7 +206,7 @@ def random_room(rng: np.random.Generator, width: int, height: int, dog_scale: fl
         )
     kind = "sofa" if rng.random() < 0.5 else "table"
     s = dog_scale
-    fw = min(s * rng.uniform(1.3, 2.0) if kind == "sofa" else s * rng.uniform(1.1, 1.7), width * 0.42)
+    fw = min(s * rng.uniform(1.3, 2.0) if kind == "sofa" else s * rng.uniform(1.1, 1.7), width * 0.36)
     left = rng.random() < 0.5
     margin = width * rng.uniform(0.0, 0.06)
     x0 = margin if left else width - margin - fw

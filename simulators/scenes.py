@@ -1,4 +1,4 @@
-"""Synthetic cartoon scenes with known labels: one camera's animated room, and fully random training frames."""
+"""Synthetic cartoon scenes with known labels: one camera's animated room, and random training frames."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from simulators.dog import Color, DogLook, DogPose, draw_dog, extent, snout_tip
-from simulators.room import Room, apply_camera, draw_background, furniture_legs, hsv, light_gain, luma, random_room
+from simulators.room import (
+    Room,
+    apply_camera,
+    draw_background,
+    furniture_legs,
+    hsv,
+    light_gain,
+    luma,
+    random_room,
+)
 from simulators.timeline import BEHAVIORS, Period
 
 __all__ = ["BEHAVIORS", "SceneRenderer", "Stance", "random_scene", "render_frame"]
@@ -21,7 +30,7 @@ _DOG_PALETTE = (  # (hue, sat, value) ranges of common coats; the last one is an
     ((0.0, 1.0), (0.0, 0.1), (0.1, 0.3)),  # black
     ((0.0, 1.0), (0.0, 0.1), (0.85, 1.0)),  # white
     ((0.0, 1.0), (0.0, 0.12), (0.45, 0.7)),  # grey
-    ((0.0, 1.0), (0.3, 0.8), (0.3, 0.95)),  # any colour (cartoon)
+    ((0.0, 1.0), (0.3, 0.6), (0.4, 0.9)),  # any colour (cartoon)
 )
 
 
@@ -32,8 +41,10 @@ def random_dog_look(rng: np.random.Generator, height: int, width: int) -> DogLoo
     ears = hsv(hue + rng.uniform(-0.03, 0.03), sat, val * rng.uniform(0.5, 0.85))
     snout = hsv(hue, sat * rng.uniform(0.3, 1.0), min(1.0, val * rng.uniform(1.0, 1.4) + 0.1))
     patch = hsv(rng.uniform(), rng.uniform(0.0, 0.5), rng.uniform(0.1, 1.0)) if rng.random() < 0.3 else None
-    scale = min(height * rng.uniform(0.3, 0.45), width * 0.24)
-    return DogLook(body, ears, snout, patch, float(scale), int(rng.integers(2)), float(rng.uniform(0.25, 0.45)))
+    scale = min(height * rng.uniform(0.4, 0.52), width * 0.27)
+    return DogLook(
+        body, ears, snout, patch, float(scale), int(rng.integers(2)), float(rng.uniform(0.25, 0.45))
+    )
 
 
 @dataclass(frozen=True)
@@ -120,8 +131,8 @@ def plan_stance(
         facing = 1 if rng.random() < 0.5 else -1
         ground = rng.uniform(floor_lo, h * 0.97)
         x = rng.uniform(0.0, w)
-        max_lift = min(0.55, (ground - 1.2 * s) / s)
-        if jump and max_lift < 0.3:
+        max_lift = min(0.6, (ground - 1.2 * s) / s)
+        if jump and max_lift < 0.4:
             continue
         st = Stance(
             behaviors,
@@ -168,11 +179,13 @@ def _pose(st: Stance, look: DogLook, t: float, lift: float | None = None) -> Dog
     if "playing" in b:
         changes["leg_phase"] = tau * 1.5 * t
         if st.jump:
-            changes["lift"] = lift if lift is not None else st.max_lift * (0.5 + 0.5 * abs(math.sin(tau * 0.6 * t)))
+            changes["lift"] = (
+                lift if lift is not None else st.max_lift * (0.65 + 0.35 * abs(math.sin(tau * 0.6 * t)))
+            )
         else:
             pos = 0.12 + 0.2 * (0.5 + 0.5 * math.sin(tau * 0.4 * t))
             changes["ball_dx"] = pos
-            changes["ball_spin"] = pos / 0.17
+            changes["ball_spin"] = pos / 0.22
     if "chewing_furniture" in b:
         changes["x"] = st.x + 0.04 * look.scale * math.sin(tau * 0.9 * t)
         changes["head_dy"] = st.head_dy + 0.04 * math.sin(tau * 2.3 * t)
@@ -217,7 +230,9 @@ def random_scene(rng: np.random.Generator, width: int, height: int) -> tuple[np.
         if stance is not None:
             break
     noise = rng.normal(0.0, room.noise, (height, width, 1)).astype(np.float32) if room.noise > 0.5 else None
-    img = render_frame(draw_background(room), room, look, stance, float(rng.uniform(0, 100)), light_gain(room), noise)
+    img = render_frame(
+        draw_background(room), room, look, stance, float(rng.uniform(0, 100)), light_gain(room), noise
+    )
     return img, behaviors
 
 
@@ -254,14 +269,20 @@ class SceneRenderer:
             stance = None
             for attempt in range(20):
                 rng = np.random.default_rng([self.seed, tag, attempt])
-                stance = plan_stance(rng, self.room, self.look, period.behaviors, period.dog_present, period.sleeping)
+                stance = plan_stance(
+                    rng, self.room, self.look, period.behaviors, period.dog_present, period.sleeping
+                )
                 if stance is not None:
                     break
-            if stance is None:  # the room is too tight for this combination: show the dog without ambiguity risk
+            if (
+                stance is None
+            ):  # the room is too tight for this combination: show the dog without ambiguity risk
                 stance = Stance(frozenset(), False)
             self._stances[key] = stance
         return self._stances[key]
 
     def render(self, t: float, period: Period) -> np.ndarray:
         """The frame at t seconds during `period`: HxWx3 uint8 RGB, still when nothing happens."""
-        return render_frame(self._background, self.room, self.look, self.stance_for(period), t, self._gain, self._noise)
+        return render_frame(
+            self._background, self.room, self.look, self.stance_for(period), t, self._gain, self._noise
+        )
