@@ -80,3 +80,14 @@ def test_cuda_compiled_matches_cpu(tmp_path, dtype, tol):
 def test_neuron_compiled_matches_cpu(tmp_path):
     require("neuron", "FAIL_WITHOUT_NEURON")
     _compiled_matches_cpu("neuron", "fp32", 1e-3, tmp_path)
+
+
+def test_load_engine_on_missing_cuda_says_what_is_missing():
+    import torch
+
+    from inference.engine import load_engine
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(BackendUnavailable, match="backend 'cuda' needs a CUDA GPU"):
+        load_engine("tiny", backend="cuda")
