@@ -67,14 +67,17 @@ def decode_baseline(units: Sequence[EncodedUnit], *, threads: int, repeats: int)
 
 @dataclass
 class Arrivals:
-    """Client-side record of every FrameScores message: (monotonic arrival, device, pts_us, server total_ms)."""
+    """Client-side record of every FrameScores message: (monotonic arrival, device, pts_us, server total_ms),
+    and the model time of its batch (vision_ms, text_ms: equal for every frame of one batch)."""
 
     scores: list[tuple[float, str, int, float]] = field(default_factory=list)
+    model_ms: list[tuple[float, float]] = field(default_factory=list)
 
     def on_message(self, device_id: str, msg: pb.ServerMessage) -> None:
         if msg.WhichOneof("kind") == "scores":
             s = msg.scores
             self.scores.append((time.monotonic(), device_id, s.pts_us, s.timings.total_ms))
+            self.model_ms.append((s.timings.vision_ms, s.timings.text_ms))
 
 
 async def run_cameras(
@@ -193,3 +196,35 @@ def machine_info() -> dict[str, object]:
         "numpy": numpy.__version__,
         "platform": platform.platform(),
     }
+
+
+def child_pids() -> list[int]:
+    """Processes this one started (Linux /proc), e.g. the `petstream serve` subprocess."""
+    pids: list[int] = []
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return pids
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of one process: its main thread (the server's asyncio loop: gRPC and sessions) and the rest
+    (decode pool, model thread, gRPC core threads)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"main_thread": 0.0, "other_threads": 0.0}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        out["main_thread" if int(tid) == pid else "other_threads"] += cpu
+    return out
