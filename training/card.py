@@ -14,7 +14,9 @@ RECIPE = """\
    (+-4 px), scale (0.9-1.1), horizontal flip, colour gain and offset, sensor noise.
 2. Train a small CNN teacher (5 conv layers, feature map on the student's 8x8 patch grid) on the labels.
 3. Train the BLIP vision encoder alone: its patch tokens regress the teacher's (layer-normed) feature map,
-   its pooled output predicts the labels (true and the teacher's soft labels) through a throw-away head.
+   and two throw-away heads predict the labels (true and the teacher's soft labels): one on the pooled
+   [CLS] output, one on the mean and max of the patch tokens (like the teacher's head, so a small cue
+   such as the ball gets its own gradient; without it "playing" stalled near 90 %).
 4. Freeze the vision encoder, embed the pool (a clean and an augmented copy) once, and train the text
    encoder and decoder on those embeddings: cross-entropy of the decoder's first step after [DEC] over the
    vocabulary against "yes"/"no" for each of the three questions (each at its own length, no padding).

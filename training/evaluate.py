@@ -101,3 +101,29 @@ def evaluate(
     if h264:
         frames = h264_roundtrip(frames)
     return score(predict(model, ids, frames, image_size), labels)
+
+
+def evaluate_cameras(
+    model: BlipForQuestionAnswering,
+    ids: QuestionIds,
+    *,
+    cameras: int,
+    seed: int,
+    image_size: int,
+    seconds: float = 90.0,
+    fps: float = 2.0,
+    size: tuple[int, int] = (640, 360),
+) -> EvalResult:
+    """Accuracy on synthetic cameras: scripted timelines rendered, sent through libx264 as one stream each."""
+    from simulators.scenes import SceneRenderer
+    from simulators.timeline import Timeline
+
+    probs, truth = [], []
+    for cam in range(cameras):
+        renderer = SceneRenderer(seed + cam, *size)
+        timeline = Timeline.scripted(seed + cam, duration_s=seconds)
+        times = np.arange(0.0, seconds, 1.0 / fps)
+        frames = [renderer.render(float(t), timeline.state_at(float(t))) for t in times]
+        probs.append(predict(model, ids, h264_roundtrip(frames, fps=max(1, round(fps))), image_size))
+        truth.append(np.stack([labels_vector(timeline.labels_at(float(t))) for t in times]))
+    return score(np.concatenate(probs), np.concatenate(truth))

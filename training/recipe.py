@@ -38,7 +38,7 @@ class TrainConfig:
     pool_frames: int = 12000  # training frames rendered once, then augmented on the fly
     batch: int = 64
     teacher_steps: int = 600
-    distill_steps: int = 2400
+    distill_steps: int = 3000
     vqa_steps: int = 0
     lr_teacher: float = 3e-3
     lr_distill: float = 1.5e-3
@@ -106,6 +106,11 @@ class _AuxHeads(nn.Module):
         super().__init__()
         self.features = nn.Linear(hidden, teacher_channels)
         self.labels = nn.Linear(hidden, labels)
+        # mean+max over patch tokens, like the teacher's head: a small cue (a ball) gets its own gradient
+        self.patches = nn.Linear(2 * hidden, labels)
+
+    def patch_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.patches(torch.cat([tokens.mean(1), tokens.amax(1)], -1))
 
 
 def _vision_losses(model, heads, teacher, x, y) -> torch.Tensor:  # noqa: ANN001 - internal helper
@@ -117,7 +122,11 @@ def _vision_losses(model, heads, teacher, x, y) -> torch.Tensor:  # noqa: ANN001
     logits = heads.labels(out.pooler_output)
     loss = F.mse_loss(s_tokens, t_tokens)
     loss = loss + F.binary_cross_entropy_with_logits(logits, y)
-    loss = loss + 0.5 * F.binary_cross_entropy_with_logits(logits, torch.sigmoid(t_logits))
+    soft = torch.sigmoid(t_logits)
+    loss = loss + 0.5 * F.binary_cross_entropy_with_logits(logits, soft)
+    p_logits = heads.patch_logits(out.last_hidden_state[:, 1:])
+    loss = loss + F.binary_cross_entropy_with_logits(p_logits, y)
+    loss = loss + 0.5 * F.binary_cross_entropy_with_logits(p_logits, soft)
     return loss, out.last_hidden_state
 
 
@@ -213,7 +222,9 @@ def train(
     def vision_probe() -> str:
         model.eval()
         with torch.no_grad():
-            out = accuracy(heads.labels(model.vision_model(pixel_values=val_in).pooler_output))
+            vis = model.vision_model(pixel_values=val_in)
+            out = accuracy(heads.labels(vis.pooler_output))
+            out += " | patches " + accuracy(heads.patch_logits(vis.last_hidden_state[:, 1:]))
         model.train()
         return out
 

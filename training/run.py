@@ -11,7 +11,7 @@ import torch
 import transformers
 
 from training.card import write_card
-from training.evaluate import evaluate
+from training.evaluate import evaluate, evaluate_cameras
 from training.recipe import TrainConfig, train
 from training.vqa import QuestionIds
 
@@ -37,6 +37,9 @@ def evaluate_folder(folder: Path, *, frames: int, seed: int = EVAL_SEED) -> dict
         ).as_dict()
     results["h264 640x360 (libx264 crf 28)"] = evaluate(
         model, ids, n=max(frames // 2, 30), seed=seed + 1, image_size=size, size=(640, 360), h264=True
+    ).as_dict()
+    results["h264 cameras 640x360 (scripted timelines, 2 fps)"] = evaluate_cameras(
+        model, ids, cameras=max(frames // 90, 2), seed=seed + 2, image_size=size
     ).as_dict()
     return results
 
