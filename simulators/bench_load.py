@@ -42,12 +42,14 @@ def looped(units: Sequence[EncodedUnit], times: int) -> list[EncodedUnit]:
 
 
 def decode_baseline(units: Sequence[EncodedUnit], *, threads: int, repeats: int) -> dict[str, float]:
-    """PyAV alone: `threads` threads each parse and decode the clip `repeats` times; aggregate frames/s."""
+    """PyAV alone: `threads` threads each parse and decode the clip `repeats` times (one FFmpeg thread per decoder,
+    like the server's); aggregate frames/s."""
     counts = [0] * threads
 
     def work(i: int) -> None:
         for _ in range(repeats):
             ctx = av.CodecContext.create("h264", "r")
+            ctx.thread_count = 1  # as the server's per-camera decoder: parallelism comes from the threads here
             for unit in units:
                 for packet in ctx.parse(unit.data):
                     counts[i] += len(ctx.decode(packet))

@@ -194,6 +194,9 @@ async def motion_phase(target: str, log_path: str, p: Params, model: str) -> dic
         onsets = [d for s in merged.values() for d in s.onset_delays_s]
         video_onsets = [d for s in merged.values() for d in s.onset_video_delays_s]
         calls = [len(r.scores) for r in reports]
+        units = sum(len(r.truth) for r in reports)
+        active = sum(bool(labels) for r in reports for labels in r.truth.values())
+        calls_active = sum(bool(r.truth.get(f.pts_us)) for r in reports for f in r.scores)
         per_policy[pol] = {
             "available": True,
             "model_calls_per_camera_minute": round(statistics.mean(calls) / minutes, 2),
@@ -204,6 +207,9 @@ async def motion_phase(target: str, log_path: str, p: Params, model: str) -> dic
             "raw": {
                 "cameras": len(reports),
                 "model_calls": calls,
+                "script_active_fraction": round(active / units, 3) if units else None,  # the script's real share
+                "calls_during_behavior": calls_active,
+                "calls_during_still": sum(calls) - calls_active,
                 "truth_episodes": truth,
                 "predicted_episodes": predicted,
                 "per_behavior": {b: s.as_dict() for b, s in merged.items()},
