@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
@@ -150,7 +151,7 @@ def draw_dog(img: np.ndarray, look: DogLook, pose: DogPose) -> None:
         draw_shadow(img, look, pose)
     by = _body_cy(look, pose)
     bx = pose.x
-    dark = tuple(int(c * 0.7) for c in look.body)
+    dark = cast(Color, tuple(int(c * 0.7) for c in look.body))
     # tail
     ta = math.radians(pose.tail_angle)
     tl = look.tail_len * s
@@ -247,6 +248,6 @@ def _draw_ball(img: np.ndarray, look: DogLook, pose: DogPose) -> None:
     cx = pose.x + f * (0.5 + pose.ball_dx) * s
     cy = pose.ground_y - r
     ellipse(img, cx, cy, r, r, pose.ball_color)
-    stripe = tuple(255 - c // 3 for c in pose.ball_color)
+    stripe = cast(Color, tuple(255 - c // 3 for c in pose.ball_color))
     ang = math.degrees(pose.ball_spin)
     ellipse(img, cx, cy, r, r * 0.3, stripe, angle=ang)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
@@ -61,7 +62,7 @@ def draw_background(room: Room) -> np.ndarray:
     hz = int(round(room.horizon))
     img[:hz] = room.wall
     img[hz:] = room.floor
-    skirting = tuple(int(c * 0.8) for c in room.wall)
+    skirting = cast(Color, tuple(int(c * 0.8) for c in room.wall))
     img[max(hz - max(1, h // 90), 0) : hz] = skirting
     if room.window is not None:
         x, y, ww, wh = room.window
@@ -79,15 +80,21 @@ def draw_background(room: Room) -> np.ndarray:
         cx, cy, ax, ay, col = room.rug
         ellipse(img, cx, cy, ax, ay, col)
         ellipse(
-            img, cx, cy, ax * 0.8, ay * 0.7, tuple(min(255, int(c * 1.15) + 10) for c in col), thickness=2
+            img,
+            cx,
+            cy,
+            ax * 0.8,
+            ay * 0.7,
+            cast(Color, tuple(min(255, int(c * 1.15) + 10) for c in col)),
+            thickness=2,
         )
     draw_furniture(img, room.furniture)
     return img
 
 
 def draw_furniture(img: np.ndarray, f: Furniture) -> None:
-    dark = tuple(int(c * 0.72) for c in f.color)
-    light = tuple(min(255, int(c * 1.12) + 8) for c in f.color)
+    dark = cast(Color, tuple(int(c * 0.72) for c in f.color))
+    light = cast(Color, tuple(min(255, int(c * 1.12) + 8) for c in f.color))
     if f.kind == "sofa":
         leg = f.height * 0.15
         seat_top = f.base_y - f.height

@@ -119,11 +119,11 @@ class Timeline:
             periods.append(Period(t, end, **kw))  # type: ignore[arg-type]
             t = end
 
-        for gap, (length, names) in zip(gaps, acts + [(0.0, frozenset())], strict=True):
+        for gap, (length, active) in zip(gaps, acts + [(0.0, frozenset())], strict=True):
             kind = rng.choice(["quiet", "sleeping", "absent"], p=[0.5, 0.3, 0.2])
             add(gap, dog_present=kind != "absent", sleeping=kind == "sleeping")
             if length:
-                add(length, behaviors=names)
+                add(length, behaviors=active)
         if not periods:
             periods.append(Period(0.0, duration_s))
         last = periods[-1]

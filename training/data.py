@@ -38,7 +38,9 @@ def camera_artefacts(rng: np.random.Generator, frame: np.ndarray) -> np.ndarray:
         ok, buf = cv2.imencode(
             ".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 90))]
         )
-        frame = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        if ok and decoded is not None:
+            frame = decoded[:, :, ::-1]
     return np.ascontiguousarray(frame)
 
 

@@ -48,7 +48,7 @@ def h264_roundtrip(frames: list[np.ndarray], crf: int = 28, fps: int = 15) -> li
     out_frames: list[np.ndarray] = []
     codec = av.CodecContext.create("libx264", "w")
     codec.width, codec.height, codec.pix_fmt = w, h, "yuv420p"
-    codec.framerate = fps
+    codec.framerate = fps  # type: ignore[assignment]
     codec.options = {"crf": str(crf), "preset": "veryfast", "tune": "zerolatency"}
     decoder = av.CodecContext.create("h264", "r")
     packets = []

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -113,7 +114,9 @@ class _AuxHeads(nn.Module):
         return self.patches(torch.cat([tokens.mean(1), tokens.amax(1)], -1))
 
 
-def _vision_losses(model, heads, teacher, x, y) -> torch.Tensor:  # noqa: ANN001 - internal helper
+def _vision_losses(
+    model: Any, heads: _AuxHeads, teacher: TeacherCNN, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     out = model.vision_model(pixel_values=x)
     with torch.no_grad():
         t_map, t_logits = teacher(x)
@@ -132,7 +135,7 @@ def _vision_losses(model, heads, teacher, x, y) -> torch.Tensor:  # noqa: ANN001
 
 def train(
     config: TrainConfig, out_dir: Path, pool: tuple[np.ndarray, np.ndarray] | None = None
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Train sim-tiny from scratch and save_pretrained model + processor into out_dir; returns run facts.
 
     `pool` (frames, labels) replaces rendering, for experiments that share one pool.
@@ -208,7 +211,7 @@ def train(
             intermediate=config.intermediate,
             seed=config.seed,
         )
-        .to(device)
+        .to(device)  # type: ignore[arg-type]
         .train()
     )
     torch.manual_seed(config.seed + 2)
@@ -308,7 +311,7 @@ def train(
 
 @torch.no_grad()
 def _embed_pool(
-    model: nn.Module,
+    model: Any,
     imgs: torch.Tensor,
     labs: torch.Tensor,
     gen: torch.Generator,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import BertTokenizerFast, BlipForQuestionAnswering
+from transformers import BertTokenizerFast, BlipForQuestionAnswering  # type: ignore[attr-defined]
 
 from inference.types import DEFAULT_QUESTIONS
 
