@@ -38,17 +38,18 @@ class Sampler(abc.ABC):
         self.fps = fps
         self.still_recheck_us = int(still_recheck_s * 1e6)
         self.rate_scale = 1.0  # lowered by the overload governor (read from the decode thread)
-        self._next_us: int | None = None
+        self._next_us: float | None = None
         self._last_us = 0
 
     @property
-    def interval_us(self) -> int:
-        return int(round(1e6 / (self.fps * self.rate_scale)))
+    def interval_us(self) -> float:
+        return 1e6 / (self.fps * self.rate_scale)
 
     def _rate_due(self, pts_us: int) -> bool:
         """The rate cap: True at most `fps` times per second of video, evenly spaced, without drift."""
         interval = self.interval_us
-        if self._next_us is not None and self._last_us <= pts_us < self._next_us:
+        # Camera timestamps are rounded to whole microseconds: a frame up to 1 ms early is on time.
+        if self._next_us is not None and self._last_us <= pts_us < self._next_us - min(1000.0, interval / 8):
             return False
         if self._next_us is None or pts_us >= self._next_us + interval or pts_us < self._last_us:
             self._next_us = pts_us + interval  # first frame, a gap, or the clock jumped back: re-anchor
