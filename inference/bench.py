@@ -61,10 +61,18 @@ def machine_info(device: str) -> dict[str, Any]:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "device": device,
+        "loadavg_1_5_15": _loadavg(),  # the machine may be shared: high load inflates every absolute time
     }
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def _loadavg() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
 
 
 def _timed(fn: Callable[[], Any], sync: Callable[[], None]) -> float:

@@ -177,7 +177,11 @@ def load_engine(
     batch_sizes: Sequence[int] = (1, 2, 4, 8),
     threads: int | None = None,
 ) -> BlipEngine:
-    """Load `model` (registry name, folder or hub id) on `backend`; with `artifacts`, run its compiled stages."""
+    """Load `model` (registry name, folder or hub id) on `backend`; with `artifacts`, run its compiled stages.
+
+    With `artifacts`, the engine's batch sizes are the manifest's (the compiled buckets) and dtype "auto"
+    means the manifest's dtype; an artifact directory that does not fit is refused (ArtifactMismatch).
+    """
     from inference.models import load_model
 
     sizes = tuple(sorted(set(batch_sizes)))
