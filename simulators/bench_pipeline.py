@@ -309,6 +309,12 @@ async def pipeline_phase(target: str, model: str, p: Params, log_path: str) -> d
         "p99_frame_to_event_ms": p99,
         "p99_server_total_ms": loaded["server_total_ms"]["p99"],  # type: ignore[index]
         "service_time_ms": service_ms,
+        # the same batch time as the server saw it in the saturated window (model time per batch, from the
+        # FrameScores timings): immune to the machine being slower while the engine-alone rounds ran
+        "service_time_in_server_ms": round(
+            saturated["model_busy_fraction"] * p.window_s * 1e3 / max(saturated["batches_in_window"], 1),
+            1,  # type: ignore[operator]
+        ),
         "p99_target_ms": round(target_ms, 1),
         "raw": {
             "engine_alone": alone,
