@@ -63,8 +63,8 @@ class ServerConfig:
         """File first, then PETSTREAM_<FIELD> environment variables, then explicit flags (None = unset)."""
         values: dict[str, Any] = {}
         if path:
-            with open(path) as f:
-                values.update(json.load(f))
+            with open(path) as fh:
+                values.update(json.load(fh))
         env = dict(os.environ) if env is None else env
         for f in fields(cls):
             key = f"PETSTREAM_{f.name.upper()}"

@@ -7,10 +7,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Literal
+from typing import Literal, cast
 
 import av
 import av.logging
+from av.video.codeccontext import VideoCodecContext
 
 from streaming.sampler import DecodeMode
 
@@ -99,8 +100,8 @@ class StreamDecoder:
         self._interval_us = _DEFAULT_INTERVAL_US
         self._ingest_by_pts: dict[int, int] = {}
 
-    def _new_context(self) -> av.CodecContext:
-        ctx = av.CodecContext.create(self.codec, "r")
+    def _new_context(self) -> VideoCodecContext:
+        ctx = cast(VideoCodecContext, av.CodecContext.create(self.codec, "r"))
         ctx.thread_count = 1  # one decoder per camera; parallelism comes from many cameras
         if getattr(self, "decode_mode", "all") == "keyframes":
             ctx.skip_frame = "NONKEY"  # non-key frames are parsed but never decoded
@@ -185,7 +186,7 @@ class StreamDecoder:
             self._need_keyframe = False
         if self.decode_mode == "keyframes" and not packet.is_keyframe:
             result.not_decoded += 1
-            self._ingest_by_pts.pop(packet.pts, None)
+            self._ingest_by_pts.pop(_pts(packet), None)
             return
         if self.decode_mode == "gated":
             self._gated(packet, result)
@@ -199,7 +200,7 @@ class StreamDecoder:
         if key:
             result.not_decoded += len(self._gop)
             self._gop, self._gop_bytes = [], 0
-        if not self._want_packet(packet.size, key, packet.pts):
+        if not self._want_packet(packet.size, key, _pts(packet)):
             self._gop.append(packet)
             self._gop_bytes += packet.size
             if self._gop_bytes > 4 * self.max_frame_bytes:  # a huge GOP: give up replaying, wait for a keyframe
@@ -212,7 +213,7 @@ class StreamDecoder:
             self._decode_one(old, result)
         if len(self._candidates) > 1024:  # frames that never came out (errors): forget them
             self._candidates.clear()
-        self._candidates.add(packet.pts)
+        self._candidates.add(_pts(packet))
         self._decode_one(packet, result)
 
     def _decode_one(self, packet: av.Packet, result: DecodeResult) -> None:
@@ -275,3 +276,8 @@ class StreamDecoder:
         self._in_bytes = self._out_bytes = 0
         self._gop, self._gop_bytes = [], 0
         self._need_keyframe = True
+
+
+def _pts(packet: av.Packet) -> int:
+    """Every packet is stamped before decoding (_stamp), so its pts is set."""
+    return packet.pts if packet.pts is not None else 0

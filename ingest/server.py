@@ -145,11 +145,12 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
         item = WorkItem(key, VQARequest(key, image, questions), time.monotonic_ns(), done.set_result)
         self.batcher.submit(item)
         outcome = await done
+        if isinstance(outcome, VQAResult):
+            return pb.AskResponse(p_yes=dict(outcome.p_yes), model=self.engine.model_name)
         if isinstance(outcome, Dropped):
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"request dropped ({outcome.reason})")
-        if not isinstance(outcome, VQAResult):
-            await context.abort(grpc.StatusCode.INTERNAL, f"model failed: {outcome}")
-        return pb.AskResponse(p_yes=dict(outcome.p_yes), model=self.engine.model_name)
+        await context.abort(grpc.StatusCode.INTERNAL, f"model failed: {outcome}")
+        raise AssertionError("unreachable: abort raises")
 
 
 def _decode_image(data: bytes) -> np.ndarray:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import Literal, cast
 
 import av
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
 
 WireCodec = Literal["h264", "hevc", "mjpeg"]
 _ENCODERS = {"h264": "libx264", "hevc": "libx265"}
@@ -37,7 +38,7 @@ class FrameEncoder:
         self.codec = codec
         self.fps = fps
         name = "mjpeg" if codec == "mjpeg" else _ENCODERS[codec]
-        ctx = av.CodecContext.create(name, "w")
+        ctx = cast(VideoCodecContext, av.CodecContext.create(name, "w"))
         ctx.width, ctx.height = width, height
         ctx.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         ctx.time_base = Fraction(1, 1_000_000)
