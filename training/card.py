@@ -58,6 +58,8 @@ def write_card(out_dir: Path, facts: dict) -> None:
     for name, result in facts.get("evaluation", {}).items():
         accs = " | ".join(f"{100 * result['accuracy'][b]:.1f} %" for b in BEHAVIORS)
         lines.append(f"| {name} | {result['frames']} | {accs} | {100 * result['confident_share']:.1f} % |")
+    if facts.get("notes"):
+        lines += ["", "## Notes", "", *facts["notes"]]
     lines += [
         "",
         "## Configuration",
