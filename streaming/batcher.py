@@ -102,6 +102,7 @@ class Batcher:
         self.frames_run = 0
         self.dropped_total = 0  # frames dropped for backpressure or staleness, all cameras
         self.oldest_wait_ms = 0.0  # longest queue wait at a batch start since take_load_sample()
+        self.service_ms = 0.0  # moving average of one model call's wall time
 
     def submit(self, item: WorkItem) -> None:
         """Queue a frame; a full camera queue drops (and reports) its oldest frame instead of blocking."""
@@ -120,10 +121,10 @@ class Batcher:
         while not self._closed and len(self._queues.get(device_id, ())) >= self.policy.per_device_queue:
             await self._space.wait()
 
-    def take_load_sample(self) -> tuple[int, float]:
-        """(frames dropped so far, longest queue wait since the last call) for the overload governor."""
+    def take_load_sample(self) -> tuple[int, float, float]:
+        """(frames dropped so far, longest queue wait since the last call, batch service ms) for the governor."""
         wait, self.oldest_wait_ms = self.oldest_wait_ms, 0.0
-        return self.dropped_total, wait
+        return self.dropped_total, wait, self.service_ms
 
     def queued(self, device_id: str | None = None) -> int:
         if device_id is not None:
@@ -180,6 +181,7 @@ class Batcher:
         return batch
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[WorkItem]) -> None:
+        started = time.monotonic_ns()
         try:
             results = await loop.run_in_executor(self._executor, self._run_batch, [i.request for i in batch])
             if len(results) != len(batch):
@@ -189,6 +191,8 @@ class Batcher:
             for item in batch:
                 item.on_done(exc)
             return
+        elapsed_ms = (time.monotonic_ns() - started) / 1e6
+        self.service_ms = elapsed_ms if not self.batches_run else 0.8 * self.service_ms + 0.2 * elapsed_ms
         self.batches_run += 1
         self.frames_run += len(batch)
         for item, result in zip(batch, results, strict=True):

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 class GovernorPolicy:
     """When and how fast the sampling rate scale moves. Every field has a default; validated on creation."""
 
-    overload_wait_ms: float = 1000.0  # a batch starting with a frame queued longer than this means overload
+    overload_wait_ms: float = 1000.0  # overload: a batch started with a frame queued longer than this ...
+    overload_service_factor: float = 3.0  # ... and longer than this many batch service times
     decrease: float = 0.7  # scale multiplier per overloaded tick
     increase: float = 1.2  # scale multiplier per calm tick once calm for recover_after_s
     recover_after_s: float = 5.0
@@ -32,15 +33,18 @@ class RateGovernor:
         self._calm_s = 0.0
         self._notified = 1.0
 
-    def tick(self, *, dropped: int, oldest_wait_ms: float, elapsed_s: float) -> bool:
-        """One observation: frames dropped and the longest queue wait since the last tick.
+    def tick(self, *, dropped: int, oldest_wait_ms: float, elapsed_s: float, service_ms: float = 0.0) -> bool:
+        """One observation: frames dropped, the longest queue wait and the batch service time since the last tick.
 
-        Returns True when cameras should be told about a changed rate."""
+        Overload is judged by queueing delay, not by drops: a per-camera queue can overflow on a burst while
+        the model keeps up, and a model that must stay busy needs a small backlog. Returns True when cameras
+        should be told about a changed rate."""
         p = self.policy
-        if dropped > 0 or oldest_wait_ms > p.overload_wait_ms:
+        limit = max(p.overload_wait_ms, p.overload_service_factor * service_ms)
+        if oldest_wait_ms > limit:
             self.scale = max(p.min_scale, self.scale * p.decrease)
             self._calm_s = 0.0
-        else:
+        elif oldest_wait_ms < limit / 2 or dropped == 0:
             self._calm_s += elapsed_s
             if self._calm_s >= p.recover_after_s and self.scale < 1.0:
                 self.scale = min(1.0, self.scale * p.increase)

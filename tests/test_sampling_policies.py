@@ -82,10 +82,11 @@ def test_gated_decoding_replays_the_gop_so_pictures_are_right():
 
 def test_governor_lowers_rate_under_overload_and_restores_it():
     g = RateGovernor(GovernorPolicy(decrease=0.5, increase=2.0, recover_after_s=2, min_scale=0.1))
-    assert g.tick(dropped=3, oldest_wait_ms=0, elapsed_s=1) and g.scale == 0.5
-    g.tick(dropped=0, oldest_wait_ms=5000, elapsed_s=1)
+    assert not g.tick(dropped=3, oldest_wait_ms=100, elapsed_s=1) and g.scale == 1.0  # a burst, not overload
+    assert g.tick(dropped=0, oldest_wait_ms=1500, elapsed_s=1) and g.scale == 0.5
+    assert not g.tick(dropped=0, oldest_wait_ms=1500, elapsed_s=1, service_ms=800)  # queue < 3 service times
     for _ in range(5):
-        g.tick(dropped=1, oldest_wait_ms=0, elapsed_s=1)
+        g.tick(dropped=1, oldest_wait_ms=5000, elapsed_s=1)
     assert g.scale == 0.1  # bounded below
     assert not g.tick(dropped=0, oldest_wait_ms=0, elapsed_s=1) and g.scale == 0.1  # calm for 1 s: not yet
     changes = [g.tick(dropped=0, oldest_wait_ms=0, elapsed_s=1) for _ in range(6)]
