@@ -25,6 +25,8 @@ SETTINGS = (
     ("fp32+compiled", "fp32", True),
     ("bf16", "bf16", False),
     ("bf16+compiled", "bf16", True),
+    ("int8-vision", "int8", False),  # bf16, vision linears in dynamic int8 (VNNI)
+    ("int8-vision+compiled", "int8", True),
 )
 BEST_MAX_DIFF = 0.02
 

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="tiny", help="tiny, sim-tiny, blip-base-random, a folder or a hub id")
     p.add_argument("--backend", choices=BACKENDS, default="cpu")
     p.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 2, 4, 8), help="comma-separated, e.g. 1,2,4,8")
-    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "int8"), default="fp32")
     p.add_argument(
         "--question",
         action="append",

@@ -52,8 +52,8 @@ def compile_artifacts(
     """
     from inference.engine import load_engine
 
-    if dtype not in ("fp32", "bf16"):
-        raise ValueError(f"dtype={dtype!r} is not one of fp32, bf16")
+    if dtype not in ("fp32", "bf16", "int8"):
+        raise ValueError(f"dtype={dtype!r} is not one of fp32, bf16, int8")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     engine = load_engine(model, backend=backend, dtype=dtype, batch_sizes=batch_sizes)  # type: ignore[arg-type]

@@ -20,8 +20,9 @@ from inference.types import Engine, StageTimings, VQARequest, VQAResult
 log = logging.getLogger(__name__)
 
 BackendName = Literal["cpu", "cuda", "neuron"]
-DtypeName = Literal["auto", "fp32", "bf16"]
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DtypeName = Literal["auto", "fp32", "bf16", "int8"]
+#: the tensors' dtype between stages; "int8" is bf16 with the vision stage's linears in dynamic int8 (cpu only)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.bfloat16}
 
 
 def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
@@ -40,9 +41,14 @@ def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
 
 
 def resolve_dtype(dtype: str, backend: str) -> str:
-    """auto -> bf16 where the hardware computes it natively (GPU, Neuron, AMX/AVX-512 BF16 CPU), else fp32."""
+    """auto -> bf16 where the hardware computes it natively (GPU, Neuron, AMX/AVX-512 BF16 CPU), else fp32.
+
+    "int8" (bf16, with the vision stage's linears in dynamic int8) is never chosen by auto and is cpu only.
+    """
     if dtype not in ("auto", *DTYPES):
         raise ValueError(f"dtype={dtype!r} is not one of auto, {', '.join(DTYPES)}")
+    if dtype == "int8" and backend != "cpu":
+        raise ValueError(f"dtype='int8' (dynamic int8 vision linears) runs on the cpu backend only, not {backend!r}")
     if dtype != "auto":
         return dtype
     if backend == "cpu":
@@ -214,11 +220,14 @@ def _build_engine(
     name: str, hf_model: Any, processor: Any, backend: Backend, dtype: str, sizes: tuple[int, ...]
 ) -> BlipEngine:
     from inference.models import model_fingerprint
+    from inference.stages import Int8VisionStage
 
     fingerprint = model_fingerprint(hf_model)  # before the cast: the staged modules share its weights
     staged = StagedBlip(hf_model, processor.tokenizer)
     host = torch.float32 if backend.name == "neuron" else DTYPES[dtype]
     staged = backend.prepare(staged.to(host))  # type: ignore[assignment]
+    if dtype == "int8":
+        staged.vision = Int8VisionStage(staged.vision).eval()  # type: ignore[assignment]
     ip = processor.image_processor
     engine = BlipEngine(
         model_name=name,

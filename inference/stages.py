@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -156,3 +156,73 @@ class StagedBlip(nn.Module):
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """p_yes [B, Q] for B frames and Q right-padded questions (mask 1 = real token)."""
         return self.decoder(self.text(input_ids, mask, self.vision(pixel_values)), mask)
+
+
+class Int8Linear(nn.Module):
+    """A dynamically quantized int8 copy of a linear (weights int8 per tensor, activations quantized per call).
+
+    Takes and returns tensors of any float dtype; computes in int8 with fp32 accumulation (oneDNN/fbgemm,
+    VNNI where the CPU has it). CPU only.
+    """
+
+    def __init__(self, linear: Any) -> None:
+        super().__init__()
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+        from torch.ao.quantization import default_dynamic_qconfig
+
+        fp32 = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
+        with torch.no_grad():
+            fp32.weight.copy_(linear.weight.float())
+            if linear.bias is not None:
+                fp32.bias.copy_(linear.bias.float())
+        fp32.qconfig = default_dynamic_qconfig  # type: ignore[assignment]
+        self.linear = DynamicLinear.from_float(fp32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """fp32 out (the caller casts back), so that a following activation runs on the int8 result unrounded."""
+        return self.linear(x.float())
+
+
+class Int8VisionStage(nn.Module):
+    """VisionStage with every linear of the vision encoder and the image K/V projections in dynamic int8.
+
+    Same inputs and outputs as VisionStage. The stock embeddings, layer norms, GELU and the attention's
+    score/softmax/context matmuls run in the stage's dtype (bf16); only the GEMMs of the linears (about 90 %
+    of the stage's FLOPs) go to int8. The encoder layers are run here, reusing the stock modules' weights
+    (quantized copies for the linears), in the order of transformers' BlipEncoderLayer/BlipAttention.
+    """
+
+    def __init__(self, vision: VisionStage) -> None:
+        super().__init__()
+        self.vision_model = vision.vision_model
+        self.heads, self.head_dim = vision.heads, vision.head_dim
+        layers: Any = self.vision_model.encoder.layers
+        self.qkv = nn.ModuleList(Int8Linear(layer.self_attn.qkv) for layer in layers)
+        self.projection = nn.ModuleList(Int8Linear(layer.self_attn.projection) for layer in layers)
+        self.fc1 = nn.ModuleList(Int8Linear(layer.mlp.fc1) for layer in layers)
+        self.fc2 = nn.ModuleList(Int8Linear(layer.mlp.fc2) for layer in layers)
+        self.keys = nn.ModuleList(Int8Linear(k) for k in vision.keys)
+        self.values = nn.ModuleList(Int8Linear(v) for v in vision.values)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        vm: Any = self.vision_model
+        hidden = vm.embeddings(pixel_values)
+        dtype = hidden.dtype
+        layer: Any
+        for i, layer in enumerate(vm.encoder.layers):
+            attn = layer.self_attn
+            b, t, e = hidden.shape
+            qkv = self.qkv[i](layer.layer_norm1(hidden)).to(dtype)
+            qkv = qkv.reshape(b, t, 3, attn.num_heads, e // attn.num_heads).permute(2, 0, 3, 1, 4)
+            scores = torch.matmul(qkv[0], qkv[1].transpose(-1, -2)) * attn.scale
+            context = torch.matmul(nn.functional.softmax(scores, dim=-1), qkv[2]).permute(0, 2, 1, 3)
+            hidden = self.projection[i](context.reshape(b, t, e)).to(dtype) + hidden
+            mlp = layer.mlp
+            hidden = self.fc2[i](mlp.activation_fn(self.fc1[i](layer.layer_norm2(hidden)))).to(dtype) + hidden
+        image_embeds = vm.post_layernorm(hidden)
+        b, t, _ = image_embeds.shape
+        kv = []
+        for key, value in zip(self.keys, self.values, strict=True):
+            kv.append(key(image_embeds).to(dtype).view(b, t, self.heads, self.head_dim).transpose(1, 2))
+            kv.append(value(image_embeds).to(dtype).view(b, t, self.heads, self.head_dim).transpose(1, 2))
+        return torch.stack(kv)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from inference.bench import run_bench
+from inference.bench import SETTINGS, run_bench
 
 
 def test_bench_writes_required_fields(tmp_path):
@@ -26,7 +26,7 @@ def test_bench_writes_required_fields(tmp_path):
     ):
         assert key in saved, key
     assert saved["max_abs_p_yes_diff_fp32"] <= 1e-5
-    assert {r["setting"] for r in saved["settings"]} == {"fp32", "fp32+compiled", "bf16", "bf16+compiled"}
+    assert {r["setting"] for r in saved["settings"]} == {label for label, _, _ in SETTINGS}
     compiled = next(r for r in saved["settings"] if r["setting"] == "fp32+compiled")
     assert compiled["compiled_calls"]["vision"]["eager"] == 0
     assert {"stock_per_question_ms", "shared_total_ms"} <= set(saved["kv_sharing"])

@@ -106,6 +106,29 @@ def test_bf16_engine_close_to_fp32(engine):
             assert abs(a.p_yes[name] - b.p_yes[name]) < 0.05
 
 
+def test_int8_vision_engine_close_to_fp32_and_compiled_equal(engine, tmp_path):
+    """dtype int8: vision linears in dynamic int8, the rest bf16; traced artifacts give the eager numbers."""
+    from inference.compile import compile_artifacts
+    from inference.stages import Int8VisionStage
+
+    int8 = load_engine("tiny", dtype="int8", batch_sizes=(1, 2))
+    assert isinstance(int8.staged.vision, Int8VisionStage) and int8.host_dtype == torch.bfloat16
+    reqs = requests(2, seed=3)
+    eager = int8.run(reqs)
+    for a, b in zip(engine.run(reqs), eager, strict=True):
+        for name in a.p_yes:
+            assert abs(a.p_yes[name] - b.p_yes[name]) < 0.05
+    compile_artifacts("tiny", dtype="int8", batch_sizes=(2,), out=tmp_path, progress=lambda s: None)
+    compiled = load_engine("tiny", artifacts=str(tmp_path))
+    assert compiled.dtype == "int8"
+    for a, b in zip(eager, compiled.run(reqs), strict=True):
+        for name in a.p_yes:
+            assert abs(a.p_yes[name] - b.p_yes[name]) < 1e-2
+    assert compiled.runners["vision"].calls["compiled"] == 1
+    with pytest.raises(ValueError, match="cpu backend only"):
+        resolve_dtype("int8", "cuda")
+
+
 def test_bad_arguments_name_the_field():
     with pytest.raises(ValueError, match="backend='tpu' is not one of cpu, cuda, neuron"):
         load_engine("tiny", backend="tpu")  # type: ignore[arg-type]
