@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="0 picks a free port; the bound port is printed")
     p.add_argument("--model", help="tiny, sim-tiny (default), blip-base-random, a local folder or a hub id")
     p.add_argument("--backend", choices=["cpu", "cuda", "neuron"])
-    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "int8"], help="int8: vision linears in int8 (cpu)")
     p.add_argument("--artifacts", help="folder written by `petstream compile`")
     p.add_argument("--threads", type=int, help="torch threads for the model")
     p.add_argument("--sample-fps", type=float, dest="default_sample_fps", help="default frames/s per camera")

@@ -12,7 +12,7 @@ from streaming.events import EventRule
 
 Backend = Literal["cpu", "cuda", "neuron"]
 Sampling = Literal["rate", "keyframes", "motion", "compressed"]
-DType = Literal["auto", "fp32", "bf16"]
+DType = Literal["auto", "fp32", "bf16", "int8"]  # int8: vision linears in dynamic int8 (cpu)
 
 
 @dataclass(frozen=True)
