@@ -93,20 +93,17 @@ class FakeEngine(Engine):
 
 
 @contextlib.contextmanager
-def running_server(engine: Engine, **config: object) -> Iterator[str]:
-    """A real grpc.aio server on a free port, in its own thread and event loop; yields 'host:port'."""
-    from ingest.config import ServerConfig
+def serving(engine: Engine, config: object) -> Iterator[tuple[str, object]]:
+    """A real grpc.aio server on a free port, in its own thread and event loop; yields ('host:port', server)."""
     from ingest.server import PetstreamServer
 
-    cfg = ServerConfig(port=0, **config)  # type: ignore[arg-type]
     loop = asyncio.new_event_loop()
-    server = PetstreamServer(engine, cfg)
+    server = PetstreamServer(engine, config)  # type: ignore[arg-type]
     started = threading.Event()
-    port: list[int] = []
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        port.append(loop.run_until_complete(server.start()))
+        loop.run_until_complete(server.start())
         started.set()
         loop.run_forever()
 
@@ -114,8 +111,17 @@ def running_server(engine: Engine, **config: object) -> Iterator[str]:
     thread.start()
     assert started.wait(30), "server did not start"
     try:
-        yield f"127.0.0.1:{port[0]}"
+        yield f"127.0.0.1:{server.port}", server
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(0.5), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+@contextlib.contextmanager
+def running_server(engine: Engine, **config: object) -> Iterator[str]:
+    """serving() with a ServerConfig built from keyword fields (port 0); yields 'host:port'."""
+    from ingest.config import ServerConfig
+
+    with serving(engine, ServerConfig(port=0, **config)) as (address, _):  # type: ignore[arg-type]
+        yield address

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import threading
-from collections.abc import Iterator
 
 import pytest
+from factories import FakeEngine, encode_annexb, moving_square_frames, serving
 
 from ingest.config import ServerConfig
 from ingest.server import PetstreamServer
@@ -16,7 +14,6 @@ from ingest.session import Session
 from simulators.camera import CameraReport, run_camera
 from simulators.video import EncodedUnit
 from streaming.batcher import BatchPolicy
-from tests.factories import FakeEngine, encode_annexb, moving_square_frames
 
 DELAY_S = 0.1  # the fake model's fixed time per batch: capacity is exactly max_batch / DELAY_S frames/s
 POLICY = BatchPolicy(max_batch=2, max_wait_ms=10.0, per_device_queue=2, stale_ms=1_000.0)
@@ -48,30 +45,6 @@ def starved(calls: dict[str, int], fraction: float = 0.5) -> list[str]:
 def test_starved_flags_an_unfair_split() -> None:
     assert starved({"a": 10, "b": 9, "c": 11}) == []
     assert starved({"a": 28, "b": 1, "c": 1}) == ["b", "c"]  # what a first-come-takes-all batcher would give
-
-
-@contextlib.contextmanager
-def serving(engine: FakeEngine, config: ServerConfig) -> Iterator[tuple[str, PetstreamServer]]:
-    """A real server in its own thread and event loop, exposing the server object (its live sessions)."""
-    loop = asyncio.new_event_loop()
-    server = PetstreamServer(engine, config)
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(30), "server did not start"
-    try:
-        yield f"127.0.0.1:{server.port}", server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(0.5), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 async def _run_overload(target: str, server: PetstreamServer, units: list[EncodedUnit]):  # noqa: ANN202
