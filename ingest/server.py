@@ -51,14 +51,10 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
 
     async def _govern(self, interval_s: float = 1.0) -> None:
         """Under overload, lower every live camera's sampling rate instead of letting latency grow."""
-        last_dropped = 0
         while True:
             await asyncio.sleep(interval_s)
-            dropped, wait_ms, service_ms = self.batcher.take_load_sample()
-            notify = self.governor.tick(
-                dropped=dropped - last_dropped, oldest_wait_ms=wait_ms, elapsed_s=interval_s, service_ms=service_ms
-            )
-            last_dropped = dropped
+            waits_ms, service_ms = self.batcher.take_load_sample()
+            notify = self.governor.tick(waits_ms=waits_ms, elapsed_s=interval_s, service_ms=service_ms)
             for session in self.sessions.values():
                 session.set_rate_scale(self.governor.scale, notify=notify)
 

@@ -101,7 +101,7 @@ class Batcher:
         self.batches_run = 0
         self.frames_run = 0
         self.dropped_total = 0  # frames dropped for backpressure or staleness, all cameras
-        self.oldest_wait_ms = 0.0  # longest queue wait at a batch start since take_load_sample()
+        self._waits_ms: list[float] = []  # queue wait of each batch's oldest frame since take_load_sample()
         self.service_ms = 0.0  # moving average of one model call's wall time
 
     def submit(self, item: WorkItem) -> None:
@@ -121,10 +121,10 @@ class Batcher:
         while not self._closed and len(self._queues.get(device_id, ())) >= self.policy.per_device_queue:
             await self._space.wait()
 
-    def take_load_sample(self) -> tuple[int, float, float]:
-        """(frames dropped so far, longest queue wait since the last call, batch service ms) for the governor."""
-        wait, self.oldest_wait_ms = self.oldest_wait_ms, 0.0
-        return self.dropped_total, wait, self.service_ms
+    def take_load_sample(self) -> tuple[list[float], float]:
+        """(queue wait of each batch's oldest frame since the last call, batch service ms) for the governor."""
+        waits, self._waits_ms = self._waits_ms, []
+        return waits, self.service_ms
 
     def queued(self, device_id: str | None = None) -> int:
         if device_id is not None:
@@ -172,8 +172,8 @@ class Batcher:
         plan = plan_batch(self._queues, self.policy.max_batch, self._cursor)
         self._cursor += 1
         batch = [self._queues[device].popleft() for device in plan]
-        if batch:
-            self.oldest_wait_ms = max(self.oldest_wait_ms, (now - min(i.enqueued_ns for i in batch)) / 1e6)
+        if batch and len(self._waits_ms) < 10_000:
+            self._waits_ms.append((now - min(i.enqueued_ns for i in batch)) / 1e6)
         for device in [d for d, q in self._queues.items() if not q]:
             del self._queues[device]
         self._space.set()

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 class GovernorPolicy:
     """When and how fast the sampling rate scale moves. Every field has a default; validated on creation."""
 
-    overload_wait_ms: float = 1000.0  # overload: a batch started with a frame queued longer than this ...
-    overload_service_factor: float = 3.0  # ... and longer than this many batch service times
-    decrease: float = 0.7  # scale multiplier per overloaded tick
-    increase: float = 1.2  # scale multiplier per calm tick once calm for recover_after_s
+    overload_wait_ms: float = 500.0  # overload: over a whole window, every batch started with its oldest frame
+    overload_service_factor: float = 2.0  # queued longer than this and this many batch service times
+    window_s: float = 2.0  # judge over at least this long, and at least `window_batches` service times
+    window_batches: float = 4.0
+    decrease: float = 0.8  # scale multiplier per overloaded window
+    increase: float = 1.15  # scale multiplier per calm window once calm for recover_after_s
     recover_after_s: float = 5.0
     min_scale: float = 0.05  # never below 5 % of each camera's requested rate
     notify_step: float = 0.1  # tell cameras when the scale moved by this much since the last notice
@@ -32,20 +34,31 @@ class RateGovernor:
         self.scale = 1.0
         self._calm_s = 0.0
         self._notified = 1.0
+        self._window_s = 0.0
+        self._window_min_ms: float | None = None  # smallest queue wait at a batch start in this window
 
-    def tick(self, *, dropped: int, oldest_wait_ms: float, elapsed_s: float, service_ms: float = 0.0) -> bool:
-        """One observation: frames dropped, the longest queue wait and the batch service time since the last tick.
+    def tick(self, *, waits_ms: list[float], elapsed_s: float, service_ms: float = 0.0) -> bool:
+        """One observation: the queue wait of the oldest frame at each batch start since the last tick.
 
-        Overload is judged by queueing delay, not by drops: a per-camera queue can overflow on a burst while
-        the model keeps up, and a model that must stay busy needs a small backlog. Returns True when cameras
-        should be told about a changed rate."""
+        Overload is a *standing* queue (as in CoDel): the smallest of those waits over a window of several
+        batches stays above the limit. Bursts (one camera's queue overflowing, a slow batch) leave that
+        minimum low, and a model that must stay busy keeps a small backlog without being cut back.
+        Returns True when cameras should be told about a changed rate."""
         p = self.policy
+        if waits_ms:
+            low = min(waits_ms)
+            self._window_min_ms = low if self._window_min_ms is None else min(self._window_min_ms, low)
+        self._window_s += elapsed_s
+        if self._window_s < max(p.window_s, p.window_batches * service_ms / 1000):
+            return False
         limit = max(p.overload_wait_ms, p.overload_service_factor * service_ms)
-        if oldest_wait_ms > limit:
+        standing = self._window_min_ms
+        window, self._window_s, self._window_min_ms = self._window_s, 0.0, None
+        if standing is not None and standing > limit:
             self.scale = max(p.min_scale, self.scale * p.decrease)
             self._calm_s = 0.0
-        elif oldest_wait_ms < limit / 2 or dropped == 0:
-            self._calm_s += elapsed_s
+        elif standing is None or standing < limit / 2:
+            self._calm_s += window
             if self._calm_s >= p.recover_after_s and self.scale < 1.0:
                 self.scale = min(1.0, self.scale * p.increase)
         if abs(self.scale - self._notified) >= p.notify_step or (self.scale == 1.0 and self._notified != 1.0):

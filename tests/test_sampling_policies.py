@@ -80,17 +80,23 @@ def test_gated_decoding_replays_the_gop_so_pictures_are_right():
         assert np.array_equal(a, b)
 
 
-def test_governor_lowers_rate_under_overload_and_restores_it():
-    g = RateGovernor(GovernorPolicy(decrease=0.5, increase=2.0, recover_after_s=2, min_scale=0.1))
-    assert not g.tick(dropped=3, oldest_wait_ms=100, elapsed_s=1) and g.scale == 1.0  # a burst, not overload
-    assert g.tick(dropped=0, oldest_wait_ms=1500, elapsed_s=1) and g.scale == 0.5
-    assert not g.tick(dropped=0, oldest_wait_ms=1500, elapsed_s=1, service_ms=800)  # queue < 3 service times
-    for _ in range(5):
-        g.tick(dropped=1, oldest_wait_ms=5000, elapsed_s=1)
+def test_governor_cuts_rate_only_for_a_standing_queue_and_restores_it():
+    g = RateGovernor(GovernorPolicy(decrease=0.5, increase=2.0, recover_after_s=2, min_scale=0.1, window_s=2))
+    # bursts: some batches wait long, but the queue drains within the window -> no cut
+    assert not g.tick(waits_ms=[3000, 20], elapsed_s=1) and not g.tick(waits_ms=[2500], elapsed_s=1)
+    assert g.scale == 1.0
+    # a standing queue: every batch of the window waited > limit -> cut
+    g.tick(waits_ms=[900, 800], elapsed_s=1)
+    assert g.tick(waits_ms=[700], elapsed_s=1) and g.scale == 0.5
+    # the limit grows with the batch service time: 700 ms is fine for 1 s batches (window 4 s)
+    for _ in range(4):
+        g.tick(waits_ms=[1500], elapsed_s=1, service_ms=1000)
+    assert g.scale == 0.5
+    for _ in range(20):
+        g.tick(waits_ms=[5000], elapsed_s=1)
     assert g.scale == 0.1  # bounded below
-    assert not g.tick(dropped=0, oldest_wait_ms=0, elapsed_s=1) and g.scale == 0.1  # calm for 1 s: not yet
-    changes = [g.tick(dropped=0, oldest_wait_ms=0, elapsed_s=1) for _ in range(6)]
-    assert g.scale == 1.0 and changes[-1] is False and any(changes)
+    changes = [g.tick(waits_ms=[], elapsed_s=1) for _ in range(12)]
+    assert g.scale == 1.0 and any(changes) and changes[-1] is False
 
 
 def test_sampler_scale_lowers_the_rate():
