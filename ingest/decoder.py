@@ -103,7 +103,7 @@ class StreamDecoder:
     def _new_context(self) -> VideoCodecContext:
         ctx = cast(VideoCodecContext, av.CodecContext.create(self.codec, "r"))
         ctx.thread_count = 1  # one decoder per camera; parallelism comes from many cameras
-        if getattr(self, "decode_mode", "all") == "keyframes":
+        if self.decode_mode == "keyframes":
             ctx.skip_frame = "NONKEY"  # non-key frames are parsed but never decoded
         return ctx
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-
 import torch
 
-from inference.backends.base import Backend, BackendUnavailable, register_backend
+from inference.backends.base import BackendUnavailable, register_backend
+from inference.backends.cpu import CpuBackend
 
 
 @register_backend("cuda")
-class CudaBackend(Backend):
+class CudaBackend(CpuBackend):
+    """Traces, freezes, saves and loads exactly as the CPU backend does; only the device differs."""
+
     name = "cuda"
 
     def check_available(self) -> None:
@@ -25,14 +24,6 @@ class CudaBackend(Backend):
     @property
     def device(self) -> torch.device:
         return torch.device("cuda")
-
-    def trace(self, module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], *, dtype: str) -> Any:
-        with torch.no_grad():
-            traced = torch.jit.trace(module.eval(), example_inputs, check_trace=False)
-            return torch.jit.freeze(traced)
-
-    def load(self, path: Path) -> Callable[..., torch.Tensor]:
-        return torch.jit.load(str(path), map_location=self.device)
 
     def versions(self) -> dict[str, str]:
         return {**super().versions(), "cuda": str(torch.version.cuda)}
