@@ -34,6 +34,7 @@ class ServerConfig:
     max_message_bytes: int = 8 << 20  # gRPC maximum receive size
     max_frame_bytes: int = 4 << 20  # bytes buffered without a frame boundary before the decoder resets
     decode_threads: int = 2
+    readahead_chunks: int = 64  # chunks read ahead of each camera's decoder before gRPC flow control pushes back
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     events: EventRule = field(default_factory=EventRule)  # the event rule of every behavior ...
     behavior_events: dict[str, EventRule] = field(default_factory=dict)  # ... unless named here
@@ -54,7 +55,7 @@ class ServerConfig:
             raise ValueError(
                 f"default_sample_fps: {self.default_sample_fps} must be in (0, max_sample_fps={self.max_sample_fps}]"
             )
-        for name in ("max_message_bytes", "max_frame_bytes", "decode_threads"):
+        for name in ("max_message_bytes", "max_frame_bytes", "decode_threads", "readahead_chunks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
 

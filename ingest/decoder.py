@@ -53,6 +53,13 @@ class DecodeResult:
     skipped_frames: int = 0  # packets dropped while resynchronising to a keyframe
     not_decoded: int = 0  # packets the sampling policy chose not to decode (keyframes-only, gating)
 
+    def merge(self, other: DecodeResult) -> None:
+        """Append `other` (a later feed of the same stream) to this result."""
+        self.frames += other.frames
+        self.warnings += other.warnings
+        self.skipped_frames += other.skipped_frames
+        self.not_decoded += other.not_decoded
+
 
 @dataclass
 class _Chunk:

@@ -96,6 +96,8 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             max_frame_bytes=cfg.max_frame_bytes,
             warn_interval_s=cfg.warn_interval_s,
             model_name=self.engine.model_name,
+            readahead_chunks=cfg.readahead_chunks,
+            readahead_bytes=max(cfg.max_message_bytes, cfg.max_frame_bytes),
         )
         self.sessions[session_id] = session
         session.set_rate_scale(self.governor.scale, notify=self.governor.scale < 1.0)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from inference.types import Question, VQARequest, VQAResult
 from ingest import wire
 from ingest.decoder import DecodeResult, StreamDecoder
+from ingest.readahead import ReadAhead
 from protos.petstream.v1 import petstream_pb2 as pb
 from streaming import sampler as sampling
 from streaming.batcher import Batcher, Dropped, Outcome, WorkItem
@@ -21,6 +22,7 @@ from streaming.frames import DecodedFrame, FrameScore, FrameTimings
 from streaming.sampler import FrameInfo
 
 log = logging.getLogger(__name__)
+_DECODE_BATCH = 32  # most chunks of one camera decoded in one job of the decode pool (fairness among cameras)
 
 
 @dataclass
@@ -62,7 +64,11 @@ class Session:
         max_frame_bytes: int,
         warn_interval_s: float = 5.0,
         model_name: str = "",
+        readahead_chunks: int = 64,
+        readahead_bytes: int = 4 << 20,
     ) -> None:
+        self._readahead_chunks = readahead_chunks
+        self._readahead_bytes = readahead_bytes
         self.model_name = model_name
         self.spec = spec
         self.session_id = session_id
@@ -95,33 +101,62 @@ class Session:
     # -- input side ---------------------------------------------------------------------------------------
 
     async def consume(self, messages: AsyncIterator[pb.CameraMessage]) -> None:
-        """Read the camera's messages until it half-closes, then flush the decoder."""
+        """Read the camera's messages until it half-closes, then flush the decoder.
+
+        A read-ahead task keeps reading while the decoder works; the chunks that piled up meanwhile are decoded
+        in one job of the decode pool (in order; other message kinds are handled between them).
+        """
         loop = asyncio.get_running_loop()
-        async for msg in messages:
-            kind = msg.WhichOneof("kind")
-            if kind == "chunk":
-                chunk = msg.chunk
-                self.stats.chunks += 1
-                self.stats.bytes += len(chunk.data)
-                decoded = await loop.run_in_executor(
-                    self._executor, self._decode, chunk.data, chunk.pts_us or None, time.monotonic_ns()
-                )
-                await self._accept(decoded)
-            elif kind == "update":
-                self._update(msg.update)
-            elif kind == "open":
-                self.warn("UNEXPECTED_OPEN", "a second 'open' on an open stream was ignored")
-            else:
-                self.warn("EMPTY_MESSAGE", "a CameraMessage with no kind set was ignored")
-        await self._accept(await loop.run_in_executor(self._executor, self._decode, None, None, 0))
+        ahead = ReadAhead(
+            messages, max_messages=self._readahead_chunks, max_bytes=self._readahead_bytes, max_batch=_DECODE_BATCH
+        )
+        reader = asyncio.create_task(ahead.run(), name=f"readahead-{self.session_id}")
+        try:
+            async for batch in ahead.batches():
+                chunks: list[tuple[bytes, int | None, int]] = []
+                for msg, arrival_ns in batch:
+                    kind = msg.WhichOneof("kind")
+                    if kind == "chunk":
+                        chunk = msg.chunk
+                        self.stats.chunks += 1
+                        self.stats.bytes += len(chunk.data)
+                        chunks.append((chunk.data, chunk.pts_us or None, arrival_ns))
+                        continue
+                    if chunks:  # keep the order: what came before an update is decoded before it applies
+                        await self._accept(await loop.run_in_executor(self._executor, self._decode, chunks))
+                        chunks = []
+                    if kind == "update":
+                        self._update(msg.update)
+                    elif kind == "open":
+                        self.warn("UNEXPECTED_OPEN", "a second 'open' on an open stream was ignored")
+                    else:
+                        self.warn("EMPTY_MESSAGE", "a CameraMessage with no kind set was ignored")
+                if chunks:
+                    await self._accept(await loop.run_in_executor(self._executor, self._decode, chunks))
+        finally:
+            reader.cancel()
+        await self._accept(await loop.run_in_executor(self._executor, self._decode, None))
         self._input_done = True
         self._maybe_finish()
 
-    def _decode(self, data: bytes | None, pts_us: int | None, ingest_ns: int) -> _Decoded:
-        """Runs in the decode pool: decode, sample, and scale only the sampled frames."""
-        result = self._decoder.flush() if data is None else self._decoder.feed(data, pts_us, ingest_ns)
-        self.stats.not_decoded_by_policy += result.not_decoded
-        sampled = []
+    def _decode(self, chunks: list[tuple[bytes, int | None, int]] | None) -> _Decoded:
+        """Runs in the decode pool: decode `chunks` (None: flush), sample, and scale only the sampled frames.
+
+        Each chunk's pictures are sampled (and the rest released) before the next chunk is decoded, so the
+        decoder's buffer pool is reused instead of holding a whole job's worth of full-size pictures.
+        """
+        total = DecodeResult()
+        sampled: list[DecodedFrame] = []
+        if chunks is None:
+            self._sample(self._decoder.flush(), total, sampled)
+        else:
+            for data, pts_us, ingest_ns in chunks:
+                self._sample(self._decoder.feed(data, pts_us, ingest_ns), total, sampled)
+        self.stats.not_decoded_by_policy += total.not_decoded
+        return _Decoded(total, sampled)
+
+    def _sample(self, result: DecodeResult, total: DecodeResult, sampled: list[DecodedFrame]) -> None:
+        """Pick the frames the sampling policy wants from one decode result; counts go to `total`."""
         sampler = self.sampler
         for raw in result.frames:
             seq = self.stats.frames_decoded
@@ -138,7 +173,8 @@ class Session:
             sampled.append(
                 DecodedFrame(self.device_id, seq, raw.pts_us, raw.ingest_ns, raw.decoded_ns, raw.key_frame, image)
             )
-        return _Decoded(result, sampled)
+        result.frames = []
+        total.merge(result)
 
     async def _accept(self, decoded: _Decoded) -> None:
         self.stats.skipped_resync += decoded.result.skipped_frames

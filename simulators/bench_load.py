@@ -17,18 +17,28 @@ import av
 
 from protos.petstream.v1 import petstream_pb2 as pb
 from simulators.camera import CameraReport, run_camera
-from simulators.video import EncodedUnit, synthetic_units
+from simulators.video import CHEAP, EncodedUnit, EncodingProfile, synthetic_units
 
 
 def encode_clip(
-    seed: int, *, width: int, height: int, fps: float = 15.0, gop: int = 30, seconds: float, still_fraction: float = 0.5
+    seed: int,
+    *,
+    width: int,
+    height: int,
+    fps: float = 15.0,
+    gop: int = 30,
+    seconds: float,
+    still_fraction: float = 0.5,
+    profile: EncodingProfile = CHEAP,
 ) -> list[EncodedUnit]:
     """Render and encode a scripted synthetic camera once, before anything is measured."""
     from simulators.timeline import Timeline
 
     timeline = Timeline.scripted(seed, duration_s=max(seconds, 1.0), still_fraction=still_fraction)
     return list(
-        synthetic_units(seed, width=width, height=height, fps=fps, gop=gop, duration_s=seconds, timeline=timeline)
+        synthetic_units(
+            seed, width=width, height=height, fps=fps, gop=gop, duration_s=seconds, timeline=timeline, profile=profile
+        )
     )
 
 
@@ -100,7 +110,7 @@ async def run_cameras(
             run_camera(
                 target,
                 device_id,
-                iter(units),
+                units,
                 speed=speed,
                 sample_fps=sample_fps,
                 sampling=sampling,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -76,7 +76,7 @@ def format_message(device_id: str, msg: pb.ServerMessage) -> str | None:
 async def run_camera(
     target: str,
     device_id: str,
-    units: Iterator[EncodedUnit],
+    units: Iterable[EncodedUnit],
     *,
     codec: WireCodec = "h264",
     speed: float = 1.0,
@@ -115,9 +115,11 @@ async def run_camera(
         report.started_monotonic = start
         first_pts: int | None = None
         it = iter(units)
+        rendered = isinstance(units, Sequence)  # already encoded: no need to leave the loop for each unit
         seq = 0
         while True:
-            unit = await asyncio.to_thread(next, it, None)  # rendering and encoding run off the loop
+            # rendering and encoding (a generator) run off the loop
+            unit = next(it, None) if rendered else await asyncio.to_thread(next, it, None)
             if unit is None:
                 return
             if first_pts is None:
