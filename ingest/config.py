@@ -30,6 +30,7 @@ class ServerConfig:
     default_sampling: Sampling = "rate"  # used when a camera leaves StreamOpen.sampling unspecified
     still_recheck_s: float = 20.0  # motion/compressed gating: look at a still scene at least this often
     adaptive_rate: bool = True  # under overload lower every camera's sampling rate instead of growing latency
+    late_binding: bool = True  # live cameras: a frame waiting for the model takes the newest picture decoded since
     max_sample_fps: float = 30.0
     max_message_bytes: int = 8 << 20  # gRPC maximum receive size
     max_frame_bytes: int = 4 << 20  # bytes buffered without a frame boundary before the decoder resets

@@ -74,7 +74,7 @@ class ReadAhead:
                 if self._error is not None:
                     raise self._error
                 return
-            batch = []
+            batch: list[tuple[pb.CameraMessage, int]] = []
             while self._buffer and len(batch) < self.max_batch:
                 msg, size, arrival_ns = self._buffer.popleft()
                 self._bytes -= size

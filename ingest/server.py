@@ -97,6 +97,7 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             warn_interval_s=cfg.warn_interval_s,
             model_name=self.engine.model_name,
             readahead_chunks=cfg.readahead_chunks,
+            refresh_waiting=cfg.late_binding,
             readahead_bytes=max(cfg.max_message_bytes, cfg.max_frame_bytes),
         )
         self.sessions[session_id] = session

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from inference.types import Question, VQARequest, VQAResult
 from ingest import wire
-from ingest.decoder import DecodeResult, StreamDecoder
+from ingest.decoder import DecodeResult, RawFrame, StreamDecoder
 from ingest.readahead import ReadAhead
 from protos.petstream.v1 import petstream_pb2 as pb
 from streaming import sampler as sampling
@@ -22,6 +22,7 @@ from streaming.frames import DecodedFrame, FrameScore, FrameTimings
 from streaming.sampler import FrameInfo
 
 log = logging.getLogger(__name__)
+_REFRESH_MIN_US = 100_000  # late binding: re-scale a waiting frame's picture at most every 100 ms of video
 _DECODE_BATCH = 32  # most chunks of one camera decoded in one job of the decode pool (fairness among cameras)
 
 
@@ -37,6 +38,7 @@ class SessionStats:
     skipped_by_sampler: int = 0  # decoded, but the sampling policy did not pick it
     not_decoded_by_policy: int = 0  # not even decoded (keyframes-only or compressed-domain gating)
     skipped_resync: int = 0  # packets dropped while waiting for a keyframe after bad data
+    refreshed: int = 0  # live cameras: a waiting sampled frame's picture replaced by a newer one (late binding)
     dropped: Counter[str] = field(default_factory=Counter)  # by reason: backpressure, stale, shutdown
     warnings: Counter[str] = field(default_factory=Counter)  # by code
     model_errors: int = 0
@@ -47,6 +49,7 @@ class SessionStats:
 class _Decoded:
     result: DecodeResult
     sampled: list[DecodedFrame]
+    fresher: DecodedFrame | None = None  # the newest picture not sampled, for a frame still waiting (late binding)
 
 
 class Session:
@@ -66,7 +69,10 @@ class Session:
         model_name: str = "",
         readahead_chunks: int = 64,
         readahead_bytes: int = 4 << 20,
+        refresh_waiting: bool = True,
     ) -> None:
+        self._refresh = refresh_waiting
+        self._offered_pts_us = 0  # pts of the newest frame handed to the batcher (sampled or refreshed)
         self._readahead_chunks = readahead_chunks
         self._readahead_bytes = readahead_bytes
         self.model_name = model_name
@@ -146,18 +152,24 @@ class Session:
         decoder's buffer pool is reused instead of holding a whole job's worth of full-size pictures.
         """
         total = DecodeResult()
-        sampled: list[DecodedFrame] = []
+        out = _Decoded(total, [])
+        newest = None  # live cameras: the newest candidate not sampled, while a sampled frame still waits
         if chunks is None:
-            self._sample(self._decoder.flush(), total, sampled)
+            newest = self._sample(self._decoder.flush(), total, out.sampled)
         else:
             for data, pts_us, ingest_ns in chunks:
-                self._sample(self._decoder.feed(data, pts_us, ingest_ns), total, sampled)
+                newest = self._sample(self._decoder.feed(data, pts_us, ingest_ns), total, out.sampled) or newest
         self.stats.not_decoded_by_policy += total.not_decoded
-        return _Decoded(total, sampled)
+        if newest is not None and not out.sampled and newest.pts_us - self._offered_pts_us >= _REFRESH_MIN_US:
+            out.fresher = self._scaled(newest, self.stats.frames_decoded - 1)
+        return out
 
-    def _sample(self, result: DecodeResult, total: DecodeResult, sampled: list[DecodedFrame]) -> None:
-        """Pick the frames the sampling policy wants from one decode result; counts go to `total`."""
+    def _sample(self, result: DecodeResult, total: DecodeResult, sampled: list[DecodedFrame]) -> RawFrame | None:
+        """Pick the frames the sampling policy wants from one decode result; counts go to `total`. Returns the
+        newest candidate not picked when a live camera has a sampled frame waiting for the model."""
         sampler = self.sampler
+        late_binding = self._refresh and not self.spec.wait and self._batcher.queued(self.device_id) > 0
+        newest = None
         for raw in result.frames:
             seq = self.stats.frames_decoded
             self.stats.frames_decoded += 1
@@ -167,19 +179,30 @@ class Session:
                 thumb = raw.frame.to_ndarray(format="gray", width=w, height=h, interpolation="AREA")
             if not raw.candidate or not sampler.should_sample(FrameInfo(raw.pts_us, raw.key_frame, thumb)):
                 self.stats.skipped_by_sampler += 1
+                if raw.candidate and late_binding:
+                    newest = raw
                 continue
-            size = self._image_size
-            image = raw.frame.to_ndarray(format="rgb24", width=size, height=size, interpolation="AREA")
-            sampled.append(
-                DecodedFrame(self.device_id, seq, raw.pts_us, raw.ingest_ns, raw.decoded_ns, raw.key_frame, image)
-            )
+            sampled.append(self._scaled(raw, seq))
+            newest = None
         result.frames = []
         total.merge(result)
+        return newest
+
+    def _scaled(self, raw: RawFrame, seq: int) -> DecodedFrame:
+        size = self._image_size
+        image = raw.frame.to_ndarray(format="rgb24", width=size, height=size, interpolation="AREA")
+        return DecodedFrame(self.device_id, seq, raw.pts_us, raw.ingest_ns, raw.decoded_ns, raw.key_frame, image)
 
     async def _accept(self, decoded: _Decoded) -> None:
         self.stats.skipped_resync += decoded.result.skipped_frames
         for w in decoded.result.warnings:
             self.warn(w.code, w.message)
+        if decoded.fresher is not None:
+            frame = decoded.fresher
+            request = VQARequest(key=frame.frame_seq, image=frame.image, questions=self.questions)
+            if self._batcher.refresh(WorkItem(self.device_id, request, time.monotonic_ns(), self._on_done_for(frame))):
+                self.stats.refreshed += 1
+                self._offered_pts_us = frame.pts_us
         for frame in decoded.sampled:
             if self.spec.wait:
                 await self._batcher.wait_for_room(self.device_id)
@@ -188,6 +211,7 @@ class Session:
             request = VQARequest(key=frame.frame_seq, image=frame.image, questions=self.questions)
             item = WorkItem(self.device_id, request, time.monotonic_ns(), self._on_done_for(frame))
             self._batcher.submit(item)
+            self._offered_pts_us = frame.pts_us
 
     def _update(self, update: pb.BehaviorUpdate) -> None:
         try:

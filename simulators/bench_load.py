@@ -30,11 +30,14 @@ def encode_clip(
     seconds: float,
     still_fraction: float = 0.5,
     profile: EncodingProfile = CHEAP,
+    every_behavior: bool = True,
 ) -> list[EncodedUnit]:
     """Render and encode a scripted synthetic camera once, before anything is measured."""
     from simulators.timeline import Timeline
 
-    timeline = Timeline.scripted(seed, duration_s=max(seconds, 1.0), still_fraction=still_fraction)
+    timeline = Timeline.scripted(
+        seed, duration_s=max(seconds, 1.0), still_fraction=still_fraction, every_behavior=every_behavior
+    )
     return list(
         synthetic_units(
             seed, width=width, height=height, fps=fps, gop=gop, duration_s=seconds, timeline=timeline, profile=profile

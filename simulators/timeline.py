@@ -76,11 +76,14 @@ class Timeline:
         return sum(p.duration_s for p in self.periods if behavior in p.behaviors)
 
     @classmethod
-    def scripted(cls, seed: int, duration_s: float = 120.0, still_fraction: float = 0.5) -> Timeline:
+    def scripted(
+        cls, seed: int, duration_s: float = 120.0, still_fraction: float = 0.5, *, every_behavior: bool = True
+    ) -> Timeline:
         """A random but deterministic script of still periods and 6-20 s behavior periods.
 
         Roughly `still_fraction` of the time is still (quiet, sleeping or absent dog); behavior periods
-        sometimes overlap two behaviors. Every behavior occurs at least once when duration_s >= 60.
+        sometimes overlap two behaviors. With `every_behavior`, every behavior occurs at least once when
+        duration_s >= 60, even if that makes the script less still than asked; without it, `still_fraction` holds.
         """
         if duration_s <= 0:
             raise ValueError(f"Timeline.scripted: duration_s must be > 0, got {duration_s}")
@@ -90,7 +93,7 @@ class Timeline:
         active_total = duration_s * (1.0 - still_fraction)
         # behavior periods: make sure each behavior appears once (in random order) before random extras
         acts: list[tuple[float, frozenset[str]]] = []
-        order = list(rng.permutation(len(BEHAVIORS)))
+        order = list(rng.permutation(len(BEHAVIORS))) if every_behavior else []
         used = 0.0
         while used < active_total - 3.0 or (duration_s >= 60 and order):
             if order:

@@ -116,6 +116,19 @@ class Batcher:
         queue.append(item)
         self._wake.set()
 
+    def refresh(self, item: WorkItem) -> bool:
+        """Give this camera's newest waiting frame a fresher picture (late binding); False if none is waiting.
+
+        The slot keeps its place and queue time (batching and staleness do not move); only the picture and its
+        callback change, so a live camera's frame is as new as possible when the model gets to it. The replaced
+        frame's callback is never called: the slot is answered once, through the new one.
+        """
+        queue = self._queues.get(item.device_id)
+        if not queue or self._closed:
+            return False
+        queue[-1] = WorkItem(item.device_id, item.request, queue[-1].enqueued_ns, item.on_done)
+        return True
+
     async def wait_for_room(self, device_id: str) -> None:
         """For the WAIT policy (recorded clips): return once this camera's queue has room."""
         while not self._closed and len(self._queues.get(device_id, ())) >= self.policy.per_device_queue:

@@ -115,7 +115,8 @@ class MotionSampler(Sampler):
 
     Motion: at least `min_pixels` pixels of the THUMB_SIZE thumbnail changed by more than `pixel_delta` grey
     levels since the previous frame (a mean difference misses a barking mouth: measured 0.2-0.7 grey levels).
-    A scene counts as moving for `hold_s` after the last motion, so an episode's end is seen too."""
+    A scene counts as moving for `hold_samples` sample intervals after the last motion (1.5 s at 2 frames/s, 3 s
+    at 1), so an episode's end is seen too: the default event rule ends an episode after 2 negative samples."""
 
     needs_thumbnail = True
 
@@ -126,12 +127,12 @@ class MotionSampler(Sampler):
         still_recheck_s: float = 20.0,
         pixel_delta: int = 8,
         min_pixels: int = 2,
-        hold_s: float = 3.0,
+        hold_samples: float = 3.0,
     ) -> None:
         super().__init__(fps, still_recheck_s=still_recheck_s)
         self.pixel_delta = pixel_delta
         self.min_pixels = min_pixels
-        self.hold_us = int(hold_s * 1e6)
+        self.hold_us = int(hold_samples * 1e6 / fps)
         self._prev: np.ndarray | None = None
         self._last_motion_us: int | None = None
         self._last_sample_us: int | None = None
@@ -171,12 +172,12 @@ class CompressedSampler(Sampler):
         still_recheck_s: float = 20.0,
         ratio: float = 4.0,
         margin_bytes: int = 300,
-        hold_s: float = 3.0,
+        hold_samples: float = 3.0,
     ) -> None:
         super().__init__(fps, still_recheck_s=still_recheck_s)
         self.ratio = ratio
         self.margin_bytes = margin_bytes
-        self.hold_us = int(hold_s * 1e6)
+        self.hold_us = int(hold_samples * 1e6 / fps)  # as MotionSampler
         self._baseline: float | None = None
         self._last_motion_us: int | None = None
         self._last_decoded_key_us: int | None = None
