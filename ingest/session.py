@@ -22,7 +22,7 @@ from streaming.frames import DecodedFrame, FrameScore, FrameTimings
 from streaming.sampler import FrameInfo
 
 log = logging.getLogger(__name__)
-_REFRESH_MIN_US = 100_000  # late binding: re-scale a waiting frame's picture at most every 100 ms of video
+_REFRESH_MIN_US = 50_000  # late binding: re-scale a waiting frame's picture at most every 50 ms of video
 _DECODE_BATCH = 32  # most chunks of one camera decoded in one job of the decode pool (fairness among cameras)
 
 

@@ -77,7 +77,15 @@ def decode_baseline(units: Sequence[EncodedUnit], *, threads: int, repeats: int)
     for t in pool:
         t.join()
     wall = time.perf_counter() - t0
-    return {"threads": threads, "frames": sum(counts), "wall_s": round(wall, 3), "fps": sum(counts) / wall}
+    frames = sum(counts)
+    cpu_ms = wall * threads / max(frames, 1) * 1e3  # every thread busy the whole time
+    return {
+        "threads": threads,
+        "frames": frames,
+        "wall_s": round(wall, 3),
+        "fps": frames / wall,
+        "cpu_ms_per_frame": cpu_ms,
+    }
 
 
 @dataclass
@@ -226,10 +234,10 @@ def child_pids() -> list[int]:
 
 
 def thread_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds of one process: its main thread (the server's asyncio loop: gRPC and sessions) and the rest
-    (decode pool, model thread, gRPC core threads)."""
+    """CPU seconds of one process by thread role: main_thread (the server's asyncio loop: gRPC and sessions),
+    decode and model (the server names those pools' OS threads ps-decode / ps-model), other (gRPC core etc.)."""
     tick = os.sysconf("SC_CLK_TCK")
-    out = {"main_thread": 0.0, "other_threads": 0.0}
+    out = {"main_thread": 0.0, "decode": 0.0, "model": 0.0, "other_threads": 0.0}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -238,8 +246,11 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
         try:
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
         except OSError:
             continue
         cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-        out["main_thread" if int(tid) == pid else "other_threads"] += cpu
+        role = {"ps-decode": "decode", "ps-model": "model"}.get(comm, "other_threads")
+        out["main_thread" if int(tid) == pid else role] += cpu
     return out

@@ -133,6 +133,7 @@ async def _ingest_once(
         "fps_without_load_generator": round(frames / server_core_s * cores, 1),
         "client_cpu_s": round(client_cpu_s, 2),
         "server_cpu_s": server_cpu,
+        "server_cpu_ms_per_frame": {k: round(v / max(frames, 1) * 1e3, 3) for k, v in server_cpu.items()},
         "server": stats,
         "errors": errors[:3],
     }

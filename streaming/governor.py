@@ -37,7 +37,9 @@ class RateGovernor:
         self._window_s = 0.0
         self._window_min_ms: float | None = None  # smallest queue wait at a batch start in this window
 
-    def tick(self, *, waits_ms: list[float], elapsed_s: float, service_ms: float = 0.0) -> bool:
+    def tick(
+        self, *, waits_ms: list[float], elapsed_s: float, service_ms: float = 0.0, queued: int | None = None
+    ) -> bool:
         """One observation: the queue wait of the oldest frame at each batch start since the last tick.
 
         Overload is a *standing* queue (as in CoDel): the smallest of those waits over a window of several
@@ -54,7 +56,10 @@ class RateGovernor:
         limit = max(p.overload_wait_ms, p.overload_service_factor * service_ms)
         standing = self._window_min_ms
         window, self._window_s, self._window_min_ms = self._window_s, 0.0, None
-        if standing is not None and standing > limit:
+        if standing is None and queued == 0:
+            self.scale = 1.0
+            self._calm_s = 0.0
+        elif standing is not None and standing > limit:
             self.scale = max(p.min_scale, self.scale * p.decrease)
             self._calm_s = 0.0
         elif standing is None or standing < limit / 2:

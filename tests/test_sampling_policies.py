@@ -99,6 +99,20 @@ def test_governor_cuts_rate_only_for_a_standing_queue_and_restores_it():
     assert g.scale == 1.0 and any(changes) and changes[-1] is False
 
 
+def test_governor_restores_the_full_rate_at_once_when_the_model_goes_idle():
+    g = RateGovernor(GovernorPolicy(decrease=0.5, recover_after_s=60, window_s=2))
+    for _ in range(6):
+        g.tick(waits_ms=[5000], elapsed_s=1, queued=8)
+    assert g.scale == 0.125
+    # no batch started, but frames wait (one very long batch): not idle, no jump
+    g.tick(waits_ms=[], elapsed_s=1, queued=3)
+    g.tick(waits_ms=[], elapsed_s=1, queued=3)
+    assert g.scale == 0.125
+    # no batch and nothing waiting for a whole window: the load is gone, full rate for whoever comes next
+    g.tick(waits_ms=[], elapsed_s=1, queued=0)
+    assert g.tick(waits_ms=[], elapsed_s=1, queued=0) and g.scale == 1.0
+
+
 def test_sampler_scale_lowers_the_rate():
     s = sampling.create("rate", 2.0)
     s.rate_scale = 0.5

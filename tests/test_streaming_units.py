@@ -161,3 +161,35 @@ def test_server_config_per_behavior_rules_from_file_env_and_flags(tmp_path):
         ServerConfig.load(None, env={"PETSTREAM_DEFAULT_SAMPLING": "sometimes"})
     with pytest.raises(ValueError, match="PETSTREAM_PORT"):
         ServerConfig.load(None, env={"PETSTREAM_PORT": "eighty"})
+
+
+def test_batcher_refresh_replaces_the_newest_waiting_frame_and_answers_it_once():
+    engine = FakeEngine()
+    outcomes: list[tuple[str, object]] = []
+
+    async def main() -> tuple[bool, bool, int]:
+        b = Batcher(engine.run, BatchPolicy(max_batch=4, max_wait_ms=30), ThreadPoolExecutor(1))
+        empty = b.refresh(_items("cam", 1, time.monotonic_ns())[0])  # nothing waiting: nothing to refresh
+        old, older = _items("cam", 2, time.monotonic_ns())
+        b.submit(WorkItem("cam", old.request, old.enqueued_ns, lambda o: outcomes.append(("first", o))))
+        b.submit(WorkItem("cam", older.request, older.enqueued_ns, lambda o: outcomes.append(("second", o))))
+        image = np.full((32, 32, 3), 7, np.uint8)
+        fresh = WorkItem(
+            "cam",
+            VQARequest("fresh", image, DEFAULT_QUESTIONS),
+            time.monotonic_ns() + 10**9,
+            lambda o: outcomes.append(("fresh", o)),
+        )
+        refreshed = b.refresh(fresh)
+        queue_time_kept = b._queues["cam"][-1].enqueued_ns == older.enqueued_ns
+        task = asyncio.create_task(b.run())
+        await asyncio.sleep(0.2)
+        b.close()
+        task.cancel()
+        return empty, refreshed and queue_time_kept, b.frames_run
+
+    empty, refreshed, frames_run = asyncio.run(main())
+    assert not empty and refreshed
+    assert frames_run == 2
+    assert [name for name, _ in outcomes] == ["first", "fresh"]  # the replaced frame is never answered
+    assert [k for batch in engine.batches for k in batch] == [("cam", 0), "fresh"]
