@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from inference.types import Question, VQARequest, VQAResult
 from ingest import wire
@@ -22,7 +23,6 @@ from streaming.frames import DecodedFrame, FrameScore, FrameTimings
 from streaming.sampler import FrameInfo
 
 log = logging.getLogger(__name__)
-_REFRESH_MIN_US = 50_000  # late binding: re-scale a waiting frame's picture at most every 50 ms of video
 _DECODE_BATCH = 32  # most chunks of one camera decoded in one job of the decode pool (fairness among cameras)
 
 
@@ -45,11 +45,20 @@ class SessionStats:
     events: int = 0
 
 
+class _FrameRef(NamedTuple):
+    """What a frame's answer needs to know about it (the picture itself has gone to the model)."""
+
+    frame_seq: int
+    pts_us: int
+    ingest_ns: int
+    decoded_ns: int
+
+
 @dataclass
 class _Decoded:
     result: DecodeResult
     sampled: list[DecodedFrame]
-    fresher: DecodedFrame | None = None  # the newest picture not sampled, for a frame still waiting (late binding)
+    fresher: tuple[RawFrame, int] | None = None  # (picture, seq) newest not sampled, for a waiting frame
 
 
 class Session:
@@ -72,7 +81,6 @@ class Session:
         refresh_waiting: bool = True,
     ) -> None:
         self._refresh = refresh_waiting
-        self._offered_pts_us = 0  # pts of the newest frame handed to the batcher (sampled or refreshed)
         self._readahead_chunks = readahead_chunks
         self._readahead_bytes = readahead_bytes
         self.model_name = model_name
@@ -160,11 +168,13 @@ class Session:
             for data, pts_us, ingest_ns in chunks:
                 newest = self._sample(self._decoder.feed(data, pts_us, ingest_ns), total, out.sampled) or newest
         self.stats.not_decoded_by_policy += total.not_decoded
-        if newest is not None and not out.sampled and newest.pts_us - self._offered_pts_us >= _REFRESH_MIN_US:
-            out.fresher = self._scaled(newest, self.stats.frames_decoded - 1)
+        if newest is not None and not out.sampled:
+            out.fresher = newest
         return out
 
-    def _sample(self, result: DecodeResult, total: DecodeResult, sampled: list[DecodedFrame]) -> RawFrame | None:
+    def _sample(
+        self, result: DecodeResult, total: DecodeResult, sampled: list[DecodedFrame]
+    ) -> tuple[RawFrame, int] | None:
         """Pick the frames the sampling policy wants from one decode result; counts go to `total`. Returns the
         newest candidate not picked when a live camera has a sampled frame waiting for the model."""
         sampler = self.sampler
@@ -180,7 +190,7 @@ class Session:
             if not raw.candidate or not sampler.should_sample(FrameInfo(raw.pts_us, raw.key_frame, thumb)):
                 self.stats.skipped_by_sampler += 1
                 if raw.candidate and late_binding:
-                    newest = raw
+                    newest = (raw, seq)
                 continue
             sampled.append(self._scaled(raw, seq))
             newest = None
@@ -193,25 +203,34 @@ class Session:
         image = raw.frame.to_ndarray(format="rgb24", width=size, height=size, interpolation="AREA")
         return DecodedFrame(self.device_id, seq, raw.pts_us, raw.ingest_ns, raw.decoded_ns, raw.key_frame, image)
 
+    def _late_request(self, raw: RawFrame, seq: int) -> Callable[[], VQARequest]:
+        """A refreshed frame is scaled in the model thread just before its batch runs, and only if it runs."""
+        questions = self.questions
+
+        def prepare() -> VQARequest:
+            return VQARequest(key=seq, image=self._scaled(raw, seq).image, questions=questions)
+
+        return prepare
+
     async def _accept(self, decoded: _Decoded) -> None:
         self.stats.skipped_resync += decoded.result.skipped_frames
         for w in decoded.result.warnings:
             self.warn(w.code, w.message)
         if decoded.fresher is not None:
-            frame = decoded.fresher
-            request = VQARequest(key=frame.frame_seq, image=frame.image, questions=self.questions)
-            if self._batcher.refresh(WorkItem(self.device_id, request, time.monotonic_ns(), self._on_done_for(frame))):
+            raw, seq = decoded.fresher
+            ref = _FrameRef(seq, raw.pts_us, raw.ingest_ns, raw.decoded_ns)
+            item = WorkItem(self.device_id, self._late_request(raw, seq), time.monotonic_ns(), self._on_done_for(ref))
+            if self._batcher.refresh(item):
                 self.stats.refreshed += 1
-                self._offered_pts_us = frame.pts_us
         for frame in decoded.sampled:
             if self.spec.wait:
                 await self._batcher.wait_for_room(self.device_id)
             self.stats.frames_sampled += 1
             self._pending += 1
             request = VQARequest(key=frame.frame_seq, image=frame.image, questions=self.questions)
-            item = WorkItem(self.device_id, request, time.monotonic_ns(), self._on_done_for(frame))
+            ref = _FrameRef(frame.frame_seq, frame.pts_us, frame.ingest_ns, frame.decoded_ns)
+            item = WorkItem(self.device_id, request, time.monotonic_ns(), self._on_done_for(ref))
             self._batcher.submit(item)
-            self._offered_pts_us = frame.pts_us
 
     def _update(self, update: pb.BehaviorUpdate) -> None:
         try:
@@ -229,7 +248,7 @@ class Session:
 
     # -- output side --------------------------------------------------------------------------------------
 
-    def _on_done_for(self, frame: DecodedFrame):  # noqa: ANN202 - a small closure
+    def _on_done_for(self, frame: _FrameRef):  # noqa: ANN202 - a small closure
         def on_done(outcome: Outcome) -> None:
             self._pending -= 1
             if isinstance(outcome, VQAResult):
@@ -243,7 +262,7 @@ class Session:
 
         return on_done
 
-    def _score(self, frame: DecodedFrame, result: VQAResult) -> None:
+    def _score(self, frame: _FrameRef, result: VQAResult) -> None:
         now = time.monotonic_ns()
         t = result.timings
         timings = FrameTimings(
@@ -253,7 +272,7 @@ class Session:
             text_ms=(t.text_s + t.decode_s) * 1e3,
             total_ms=(now - frame.ingest_ns) / 1e6,
         )
-        score = FrameScore(frame.device_id, frame.frame_seq, frame.pts_us, dict(result.p_yes), frame.ingest_ns, timings)
+        score = FrameScore(self.device_id, frame.frame_seq, frame.pts_us, dict(result.p_yes), frame.ingest_ns, timings)
         self.stats.frames_scored += 1
         self._last_seen = (frame.pts_us, frame.frame_seq)
         if self.spec.want_scores:

@@ -37,9 +37,14 @@ def engine_alone(engine: object, batches: int, max_batch: int) -> dict[str, obje
     }
 
 
-def run_in_subprocess(model: str, max_batch: int, batches: int, timeout_s: float = 600) -> dict[str, object]:
-    """Run `engine_alone` in a new interpreter (own GIL, own torch threads, nothing else loaded), as the server is."""
+def run_in_subprocess(
+    model: str, max_batch: int, batches: int, timeout_s: float = 600, artifacts: str | None = None
+) -> dict[str, object]:
+    """Run `engine_alone` in a new interpreter (own GIL, own torch threads, nothing else loaded), as the server is;
+    with `artifacts`, on the same compiled stages the server loads."""
     cmd = [sys.executable, "-m", "simulators.bench_engine", model, str(max_batch), str(batches)]
+    if artifacts:
+        cmd += ["--artifacts", artifacts]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -52,11 +57,13 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("max_batch", type=int)
     parser.add_argument("batches", type=int)
+    parser.add_argument("--artifacts", default=None, help="a `petstream compile` folder (its dtype is used)")
     args = parser.parse_args()
     from inference.engine import load_engine
     from ingest.cli import _batch_sizes
 
-    engine = load_engine(args.model, batch_sizes=_batch_sizes(args.max_batch))
+    # with artifacts, dtype "auto" is the manifest's and the batch sizes are the compiled ones, as in the server
+    engine = load_engine(args.model, artifacts=args.artifacts, batch_sizes=_batch_sizes(args.max_batch))
     result = engine_alone(engine, args.batches, args.max_batch)
     result["dtype"] = engine.dtype
     print(json.dumps(result), flush=True)

@@ -47,10 +47,13 @@ Outcome = VQAResult | Dropped | BaseException
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One frame waiting for the model; `on_done` is called on the event loop with its outcome."""
+    """One frame waiting for the model; `on_done` is called on the event loop with its outcome.
+
+    `request` may be a function that builds it: it is then called in the model's executor just before the batch
+    runs (a late-bound picture is scaled only if the model gets to it)."""
 
     device_id: str
-    request: VQARequest
+    request: VQARequest | Callable[[], VQARequest]
     enqueued_ns: int
     on_done: Callable[[Outcome], None]
 
@@ -196,7 +199,7 @@ class Batcher:
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[WorkItem]) -> None:
         started = time.monotonic_ns()
         try:
-            results = await loop.run_in_executor(self._executor, self._run_batch, [i.request for i in batch])
+            results = await loop.run_in_executor(self._executor, self._run_prepared, [i.request for i in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"engine returned {len(results)} results for {len(batch)} requests")
         except Exception as exc:  # the engine failing must not kill the batcher: report to each camera
@@ -210,6 +213,9 @@ class Batcher:
         self.frames_run += len(batch)
         for item, result in zip(batch, results, strict=True):
             item.on_done(result)
+
+    def _run_prepared(self, requests: list[VQARequest | Callable[[], VQARequest]]) -> list[VQAResult]:
+        return self._run_batch([r if isinstance(r, VQARequest) else r() for r in requests])
 
     def close(self) -> None:
         self._closed = True
