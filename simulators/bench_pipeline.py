@@ -106,14 +106,21 @@ def small_model() -> str:
 
 
 async def _ingest_once(
-    target: str, clip: Sequence[EncodedUnit], cameras: int, sampling: str, loops: int, log_path: str, tag: str
+    target: str,
+    clip: Sequence[EncodedUnit],
+    cameras: int,
+    sampling: str,
+    loops: int,
+    log_path: str,
+    tag: str,
+    sample_fps: float = 1.0,
 ) -> dict[str, object]:
     units = looped(clip, loops)
     streams = {f"{tag}-{i}": units for i in range(cameras)}
     cpu0 = time.process_time()
     servers = child_pids()
     server_cpu0 = thread_cpu_s(servers[0]) if len(servers) == 1 else {}
-    reports, t0, t1 = await run_cameras(target, streams, speed=0, sample_fps=1.0, sampling=sampling, wait=True)
+    reports, t0, t1 = await run_cameras(target, streams, speed=0, sample_fps=sample_fps, sampling=sampling, wait=True)
     client_cpu_s = time.process_time() - cpu0  # the load generator's own CPU: it shares the cores with the server
     server_cpu = {k: round(v - server_cpu0[k], 2) for k, v in thread_cpu_s(servers[0]).items()} if server_cpu0 else {}
     errors = [r.error for r in reports if r.error]
@@ -126,6 +133,7 @@ async def _ingest_once(
     fps = frames / (t1 - t0)
     return {
         "sampling": sampling,
+        "sample_fps": sample_fps,
         "cameras": cameras,
         "frames_sent": frames,
         "wall_s": round(t1 - t0, 3),
@@ -160,11 +168,23 @@ async def _ingest_clip(
         still_fraction=p.still_fraction,
         profile=profile,
     )
-    runs: dict[str, list[dict[str, object]]] = {"pyav": [], "rate": [], **{g: [] for g in GATED_POLICIES}}
+    runs: dict[str, list[dict[str, object]]] = {
+        "pyav": [],
+        "rate": [],
+        "rate_model_idle": [],
+        **{g: [] for g in GATED_POLICIES},
+    }
     for r in range(p.rounds):  # alternate baseline and petstream so slow spells of a shared machine hit both
         runs["pyav"].append(decode_baseline(clip, threads=cores, repeats=p.decode_repeats))
         runs["rate"].append(
             await _ingest_once(target, clip, p.ingest_cameras, "rate", p.ingest_loops, log_path, f"{tag}full{r}")
+        )
+        # diagnostic: the same ingest with the model asked once a minute, i.e. the ingest path without the
+        # model's share of these two cores (in service the model runs on its accelerator)
+        runs["rate_model_idle"].append(
+            await _ingest_once(
+                target, clip, p.ingest_cameras, "rate", p.ingest_loops, log_path, f"{tag}idle{r}", sample_fps=1 / 60
+            )
         )
         for g in GATED_POLICIES:
             runs[g].append(
@@ -188,6 +208,12 @@ async def _ingest_clip(
         "decode_limit_streams": round(limit, 2),
         "ingest_streams_full_decode": round(full, 2),
         "ingest_vs_decode_limit": round(full / limit, 3) if limit else None,
+        "ingest_vs_decode_limit_model_idle": round(
+            statistics.median(x["fps"] for x in runs["rate_model_idle"]) / 15 / limit,
+            3,  # type: ignore[misc]
+        )
+        if limit and runs["rate_model_idle"]
+        else None,
         # the same with the load generator's CPU handed back (cameras are remote in service)
         "ingest_streams_full_decode_without_load_generator": round(full_alone, 2),
         "ingest_vs_decode_limit_without_load_generator": round(full_alone / limit, 3) if limit else None,
@@ -475,6 +501,7 @@ def summary(r: dict[str, object]) -> dict[str, object]:
         "ingest_vs_decode_limit_without_load_generator": ing.get(  # type: ignore[union-attr]
             "ingest_vs_decode_limit_without_load_generator"
         ),
+        "ingest_vs_decode_limit_model_idle": ing.get("ingest_vs_decode_limit_model_idle"),  # type: ignore[union-attr]
         "ingest_streams_gated": ing["ingest_streams_gated"],  # type: ignore[index]
         "gated_vs_full": max((v for v in ing["gated_vs_full"].values() if v), default=None),  # type: ignore[index]
         "gated_vs_full_by_policy": ing["gated_vs_full"],  # type: ignore[index]
@@ -530,6 +557,7 @@ def format_table(r: dict[str, object]) -> str:
         ("decode_limit_streams", s["decode_limit_streams"]),  # type: ignore[index]
         ("ingest_streams_full_decode", s["ingest_streams_full_decode"]),  # type: ignore[index]
         ("ingest_vs_limit, no load gen.", s["ingest_vs_decode_limit_without_load_generator"]),  # type: ignore[index]
+        ("ingest_vs_limit, model idle", s["ingest_vs_decode_limit_model_idle"]),  # type: ignore[index]
         ("ingest_streams_gated", s["ingest_streams_gated"]),  # type: ignore[index]
         ("model_calls_per_camera_minute", s["model_calls_per_camera_minute"]),  # type: ignore[index]
         ("precision", s["precision"]),  # type: ignore[index]
