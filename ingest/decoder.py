@@ -185,13 +185,20 @@ class StreamDecoder:
     def _decode_packet(self, packet: av.Packet, result: DecodeResult, parsed: bool = True) -> None:
         if parsed:
             chunk_pts, ingest_ns = self._locate(packet.size)
-            self._stamp(packet, self._assign_pts(chunk_pts, ingest_ns), ingest_ns)
+            pts_us = self._assign_pts(chunk_pts, ingest_ns)
+            if self.decode_mode == "keyframes" and not packet.is_keyframe:  # counted, never stamped or decoded
+                if self._need_keyframe:
+                    result.skipped_frames += 1
+                else:
+                    result.not_decoded += 1
+                return
+            self._stamp(packet, pts_us, ingest_ns)
         if self._need_keyframe:
             if not packet.is_keyframe:
                 result.skipped_frames += 1
                 return
             self._need_keyframe = False
-        if self.decode_mode == "keyframes" and not packet.is_keyframe:
+        if self.decode_mode == "keyframes" and not packet.is_keyframe:  # unparsed input (MJPEG is all keyframes)
             result.not_decoded += 1
             self._ingest_by_pts.pop(_pts(packet), None)
             return

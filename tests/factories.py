@@ -125,3 +125,42 @@ def running_server(engine: Engine, **config: object) -> Iterator[str]:
 
     with serving(engine, ServerConfig(port=0, **config)) as (address, _):  # type: ignore[arg-type]
         yield address
+
+
+def square_units(seconds: float, *, width: int = 64, height: int = 48, fps: int = 15, gop: int = 15) -> list:
+    """A moving-square H.264 stream as simulators.video.EncodedUnit values (what run_camera sends)."""
+    from simulators.video import EncodedUnit
+
+    frames = moving_square_frames(round(seconds * fps), width=width, height=height)
+    return [EncodedUnit(data, pts, key) for data, pts, key in encode_annexb(frames, fps=fps, gop=gop)]
+
+
+async def cameras_with_sessions(server: object, cameras: Sequence) -> tuple[list, dict]:
+    """Run the camera coroutines; returns their reports and each camera's server Session (kept from the server's
+    table while it streams: it leaves the table at disconnect)."""
+    sessions: dict = {}
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        while not done.is_set():
+            for s in list(server.service.sessions.values()):  # type: ignore[attr-defined]
+                sessions.setdefault(s.device_id, s)
+            await asyncio.sleep(0.1)
+
+    watcher = asyncio.create_task(watch())
+    reports = list(await asyncio.gather(*cameras))
+    done.set()
+    await watcher
+    return reports, sessions
+
+
+def side_by_side(engines_and_configs: dict, scenario) -> dict:  # noqa: ANN001
+    """One real server per key (engine, config), all at once; `scenario(target, server)` is a coroutine run
+    against each at the same time (so a slow spell of the machine hits every variant). Returns key -> result."""
+    with contextlib.ExitStack() as stack:
+        running = {k: stack.enter_context(serving(e, c)) for k, (e, c) in engines_and_configs.items()}
+
+        async def all_of() -> list:
+            return await asyncio.gather(*(scenario(target, server) for target, server in running.values()))
+
+        return dict(zip(running, asyncio.run(all_of()), strict=True))

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 
-from factories import FakeEngine, encode_annexb, moving_square_frames, serving
+from factories import FakeEngine, cameras_with_sessions, side_by_side, square_units
 
 from ingest.config import ServerConfig
-from ingest.session import Session
 from simulators.camera import CameraReport, run_camera
-from simulators.video import EncodedUnit
 from streaming.batcher import BatchPolicy
 
 DELAY_S = 0.6  # the fake model's time per batch of one
@@ -18,55 +15,34 @@ SECONDS = 10
 POLICY = BatchPolicy(max_batch=1, max_wait_ms=0.0)
 
 
-async def _two_cameras(target: str, server: object, units: list[EncodedUnit]):  # noqa: ANN202
-    """Two live cameras in the same phase at 0.5 frames/s each: every second sample waits one model call."""
-    sessions: dict[str, Session] = {}
-    done = asyncio.Event()
-
-    async def watch() -> None:
-        while not done.is_set():
-            for s in list(server.service.sessions.values()):  # type: ignore[attr-defined]
-                sessions.setdefault(s.device_id, s)
-            await asyncio.sleep(0.1)
-
-    watcher = asyncio.create_task(watch())
-    reports: list[CameraReport] = list(
-        await asyncio.gather(
-            *(
-                run_camera(target, f"cam-{i}", units, speed=1.0, want_scores=True, sample_fps=0.5, wait=False)
-                for i in range(2)
-            )
-        )
-    )
-    done.set()
-    await watcher
-    return reports, sessions
-
-
 def test_a_waiting_frame_is_answered_with_a_newer_picture() -> None:
-    frames = moving_square_frames(SECONDS * 15, width=64, height=48)
-    units = [EncodedUnit(data, pts, key) for data, pts, key in encode_annexb(frames, fps=15, gop=15)]
-    configs = {
-        lb: ServerConfig(port=0, model="fake", batch=POLICY, adaptive_rate=False, late_binding=lb)
-        for lb in (False, True)
-    }
-    with (
-        serving(FakeEngine(delay_s=DELAY_S), configs[False]) as (target_off, server_off),
-        serving(FakeEngine(delay_s=DELAY_S), configs[True]) as (target_on, server_on),
-    ):
+    units = square_units(SECONDS)
 
-        async def both():  # noqa: ANN202
-            return await asyncio.gather(
-                _two_cameras(target_off, server_off, units), _two_cameras(target_on, server_on, units)
+    async def two_cameras(target: str, server: object):  # noqa: ANN202
+        """Two live cameras in the same phase at 0.5 frames/s each: every second sample waits one model call."""
+        cameras = [
+            run_camera(target, f"cam-{i}", units, speed=1.0, want_scores=True, sample_fps=0.5, wait=False)
+            for i in range(2)
+        ]
+        return await cameras_with_sessions(server, cameras)
+
+    results = side_by_side(
+        {
+            lb: (
+                FakeEngine(delay_s=DELAY_S),
+                ServerConfig(port=0, model="fake", batch=POLICY, adaptive_rate=False, late_binding=lb),
             )
-
-        (reports_off, sessions_off), (reports_on, sessions_on) = asyncio.run(both())
+            for lb in (False, True)
+        },
+        two_cameras,
+    )
+    (reports_off, sessions_off), (reports_on, sessions_on) = results[False], results[True]
 
     def ages_ms(reports: list[CameraReport]) -> list[float]:
         """Server side, per scored frame: chunk arrival -> scores ready."""
         return [f.timings.total_ms for r in reports for f in r.scores]
 
-    for reports, sessions in ((reports_off, sessions_off), (reports_on, sessions_on)):
+    for reports, sessions in results.values():
         assert not [r.error for r in reports if r.error]
         for s in sessions.values():  # nothing lost: a refreshed slot is still one sampled frame, answered once
             st = s.stats
@@ -79,6 +55,6 @@ def test_a_waiting_frame_is_answered_with_a_newer_picture() -> None:
     assert sum(s.stats.refreshed for s in sessions_on.values()) > 0
     off, on = ages_ms(reports_off), ages_ms(reports_on)
     # without late binding the second camera's frames wait a whole model call (600 ms) on top of their own;
-    # with it they take a picture at most ~100-170 ms older than the model's start
+    # with it they take a picture at most ~70-140 ms older than the model's start
     assert max(off) > 1.5 * DELAY_S * 1e3, off
     assert statistics.mean(on) < statistics.mean(off) - 150, (on, off)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 import pytest
-from factories import FakeEngine, encode_annexb, moving_square_frames, serving
+from factories import FakeEngine, cameras_with_sessions, side_by_side, square_units
 
 from ingest.config import ServerConfig
 from ingest.server import PetstreamServer
@@ -48,24 +47,11 @@ def test_starved_flags_an_unfair_split() -> None:
 
 
 async def _run_overload(target: str, server: PetstreamServer, units: list[EncodedUnit]):  # noqa: ANN202
-    sessions: dict[str, Session] = {}
-    done = asyncio.Event()
-
-    async def watch() -> None:  # keep each camera's Session: it leaves the server's table at disconnect
-        while not done.is_set():
-            for s in list(server.service.sessions.values()):
-                sessions.setdefault(s.device_id, s)
-            await asyncio.sleep(0.2)
-
-    watcher = asyncio.create_task(watch())
     cameras = [
         run_camera(target, f"cam-{i}", iter(units), speed=1.0, want_scores=True, sample_fps=SAMPLE_FPS, wait=False)
         for i in range(CAMERAS)
     ]
-    reports: list[CameraReport] = list(await asyncio.gather(*cameras))
-    done.set()
-    await watcher
-    return reports, sessions
+    return await cameras_with_sessions(server, cameras)
 
 
 def _check(reports: list[CameraReport], sessions: dict[str, Session]) -> None:
@@ -104,24 +90,18 @@ def _check(reports: list[CameraReport], sessions: dict[str, Session]) -> None:
 def test_three_times_capacity_for_a_minute_stays_bounded_counted_and_fair() -> None:
     """Two servers side by side for the same minute: the batcher alone (governor off: fairness and drops are
     its job, so an unfair batcher fails here) and with the adaptive-rate governor (the default)."""
-    frames = moving_square_frames(SECONDS * 15, width=64, height=48)
-    units = [EncodedUnit(data, pts, key) for data, pts, key in encode_annexb(frames, fps=15, gop=15)]
-    configs = {
-        governor: ServerConfig(port=0, model="fake", batch=POLICY, warn_interval_s=2.0, adaptive_rate=governor)
-        for governor in (False, True)
-    }
-    with (
-        serving(FakeEngine(delay_s=DELAY_S), configs[False]) as (target_a, server_a),
-        serving(FakeEngine(delay_s=DELAY_S), configs[True]) as (target_b, server_b),
-    ):
-
-        async def both():  # noqa: ANN202
-            return await asyncio.gather(
-                _run_overload(target_a, server_a, units), _run_overload(target_b, server_b, units)
+    units = square_units(SECONDS)
+    results = side_by_side(
+        {
+            governor: (
+                FakeEngine(delay_s=DELAY_S),
+                ServerConfig(port=0, model="fake", batch=POLICY, warn_interval_s=2.0, adaptive_rate=governor),
             )
-
-        results = asyncio.run(both())
-    for governor, (reports, sessions) in zip((False, True), results, strict=True):
+            for governor in (False, True)
+        },
+        lambda target, server: _run_overload(target, server, units),
+    )
+    for governor, (reports, sessions) in results.items():
         try:
             _check(reports, sessions)
         except AssertionError as exc:
