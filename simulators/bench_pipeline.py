@@ -503,7 +503,10 @@ def summary(r: dict[str, object]) -> dict[str, object]:
         ),
         "ingest_vs_decode_limit_model_idle": ing.get("ingest_vs_decode_limit_model_idle"),  # type: ignore[union-attr]
         "ingest_streams_gated": ing["ingest_streams_gated"],  # type: ignore[index]
-        "gated_vs_full": max((v for v in ing["gated_vs_full"].values() if v), default=None),  # type: ignore[index]
+        # keyframe-only decoding is the headline gate: it looks at every keyframe, so it is never blind for more
+        # than a GOP. The compressed gate's figure is reported but not counted: on a bitrate-capped noisy stream
+        # P-frame sizes do not show motion, and its decode fraction says whether it saw anything (raw data)
+        "gated_vs_full": ing["gated_vs_full"].get("keyframes"),  # type: ignore[index]
         "gated_vs_full_by_policy": ing["gated_vs_full"],  # type: ignore[index]
         "model_calls_per_camera_minute": {
             k: v.get("model_calls_per_camera_minute")
