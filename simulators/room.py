@@ -112,9 +112,7 @@ def draw_furniture(img: np.ndarray, f: Furniture) -> None:
             ],
             dark,
         )
-        polygon(
-            img, [(f.x0, seat_top), (f.x1, seat_top), (f.x1, f.base_y - leg), (f.x0, f.base_y - leg)], f.color
-        )
+        polygon(img, [(f.x0, seat_top), (f.x1, seat_top), (f.x1, f.base_y - leg), (f.x0, f.base_y - leg)], f.color)
         cush = (f.x1 - f.x0 - 2 * arm) / 2
         for i in range(2):
             cx0 = f.x0 + arm + i * cush

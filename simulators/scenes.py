@@ -43,9 +43,7 @@ def random_dog_look(rng: np.random.Generator, height: int, width: int) -> DogLoo
     snout = hsv(hue, sat * rng.uniform(0.3, 1.0), min(1.0, val * rng.uniform(1.0, 1.4) + 0.1))
     patch = hsv(rng.uniform(), rng.uniform(0.0, 0.5), rng.uniform(0.1, 1.0)) if rng.random() < 0.3 else None
     scale = min(height * rng.uniform(0.4, 0.52), width * 0.27)
-    return DogLook(
-        body, ears, snout, patch, float(scale), int(rng.integers(2)), float(rng.uniform(0.25, 0.45))
-    )
+    return DogLook(body, ears, snout, patch, float(scale), int(rng.integers(2)), float(rng.uniform(0.25, 0.45)))
 
 
 @dataclass(frozen=True)
@@ -180,9 +178,7 @@ def _pose(st: Stance, look: DogLook, t: float, lift: float | None = None) -> Dog
     if "playing" in b:
         changes["leg_phase"] = tau * 1.5 * t
         if st.jump:
-            changes["lift"] = (
-                lift if lift is not None else st.max_lift * (0.65 + 0.35 * abs(math.sin(tau * 0.6 * t)))
-            )
+            changes["lift"] = lift if lift is not None else st.max_lift * (0.65 + 0.35 * abs(math.sin(tau * 0.6 * t)))
         else:
             pos = 0.12 + 0.2 * (0.5 + 0.5 * math.sin(tau * 0.4 * t))
             changes["ball_dx"] = pos
@@ -231,9 +227,7 @@ def random_scene(rng: np.random.Generator, width: int, height: int) -> tuple[np.
         if stance is not None:
             break
     noise = rng.normal(0.0, room.noise, (height, width, 1)).astype(np.float32) if room.noise > 0.5 else None
-    img = render_frame(
-        draw_background(room), room, look, stance, float(rng.uniform(0, 100)), light_gain(room), noise
-    )
+    img = render_frame(draw_background(room), room, look, stance, float(rng.uniform(0, 100)), light_gain(room), noise)
     return img, behaviors
 
 
@@ -274,20 +268,14 @@ class SceneRenderer:
             stance = None
             for attempt in range(20):
                 rng = np.random.default_rng([self.seed, tag, attempt])
-                stance = plan_stance(
-                    rng, self.room, self.look, period.behaviors, period.dog_present, period.sleeping
-                )
+                stance = plan_stance(rng, self.room, self.look, period.behaviors, period.dog_present, period.sleeping)
                 if stance is not None:
                     break
-            if (
-                stance is None
-            ):  # the room is too tight for this combination: show the dog without ambiguity risk
+            if stance is None:  # the room is too tight for this combination: show the dog without ambiguity risk
                 stance = Stance(frozenset(), False)
             self._stances[key] = stance
         return self._stances[key]
 
     def render(self, t: float, period: Period) -> np.ndarray:
         """The frame at t seconds during `period`: HxWx3 uint8 RGB, still when nothing happens."""
-        return render_frame(
-            self._background, self.room, self.look, self.stance_for(period), t, self._gain, self._noise
-        )
+        return render_frame(self._background, self.room, self.look, self.stance_for(period), t, self._gain, self._noise)

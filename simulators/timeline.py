@@ -131,7 +131,5 @@ class Timeline:
             periods.append(Period(0.0, duration_s))
         last = periods[-1]
         if last.end_s != duration_s:
-            periods[-1] = Period(
-                last.start_s, float(duration_s), last.behaviors, last.dog_present, last.sleeping
-            )
+            periods[-1] = Period(last.start_s, float(duration_s), last.behaviors, last.dog_present, last.sleeping)
         return cls(tuple(periods))

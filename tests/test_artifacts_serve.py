@@ -24,9 +24,25 @@ def _scores(address: str, units: list[EncodedUnit]) -> dict[int, dict[str, float
 def test_compiled_artifacts_served_give_the_same_frame_scores(tmp_path):
     out = tmp_path / "artifacts"
     done = subprocess.run(
-        [sys.executable, "-m", "petstream.cli", "compile", "--model", "tiny", "--backend", "cpu",
-         "--batch-sizes", "1,2,4", "--dtype", "fp32", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "petstream.cli",
+            "compile",
+            "--model",
+            "tiny",
+            "--backend",
+            "cpu",
+            "--batch-sizes",
+            "1,2,4",
+            "--dtype",
+            "fp32",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert (out / "manifest.json").exists()
@@ -45,12 +61,30 @@ def test_compiled_artifacts_served_give_the_same_frame_scores(tmp_path):
 
 def test_serve_refuses_mismatched_artifacts_with_a_clear_message(tmp_path):
     out = tmp_path / "artifacts"
-    subprocess.run([sys.executable, "-m", "petstream.cli", "compile", "--model", "tiny", "--batch-sizes", "1",
-                    "--dtype", "fp32", "--out", str(out)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "petstream.cli",
+            "compile",
+            "--model",
+            "tiny",
+            "--batch-sizes",
+            "1",
+            "--dtype",
+            "fp32",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     log = tmp_path / "server.log"
     try:
-        with server_process(["--model", "tiny", "--dtype", "bf16", "--artifacts", str(out)], log_path=str(log),
-                            timeout_s=120):
+        with server_process(
+            ["--model", "tiny", "--dtype", "bf16", "--artifacts", str(out)], log_path=str(log), timeout_s=120
+        ):
             raise AssertionError("server started with mismatched artifacts")
     except RuntimeError as exc:
         assert "did not start" in str(exc)

@@ -26,9 +26,22 @@ def tiny_server(tmp_path_factory):
 def test_recorded_clip_streams_through_camera_clip_and_gets_scores(tiny_server, tmp_path, suffix, codec):
     clip = write_clip(str(tmp_path / f"clip.{suffix}"), moving_square_frames(45, 192, 108), codec, fps=15)
     out = subprocess.run(
-        [*PETSTREAM, "camera", "--target", tiny_server, "--clip", clip, "--scores", "--speed", "0",
-         "--device-id", f"clip-{suffix}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            *PETSTREAM,
+            "camera",
+            "--target",
+            tiny_server,
+            "--clip",
+            clip,
+            "--scores",
+            "--speed",
+            "0",
+            "--device-id",
+            f"clip-{suffix}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     scores = [line for line in out.stdout.splitlines() if " scores " in line]
@@ -39,8 +52,12 @@ def test_recorded_clip_streams_through_camera_clip_and_gets_scores(tiny_server, 
 
 def test_camera_against_missing_server_fails_clearly(tmp_path):
     clip = write_clip(str(tmp_path / "c.mp4"), moving_square_frames(5), "libx264")
-    out = subprocess.run([*PETSTREAM, "camera", "--target", "127.0.0.1:1", "--clip", clip, "--speed", "0"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [*PETSTREAM, "camera", "--target", "127.0.0.1:1", "--clip", clip, "--speed", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1 and "UNAVAILABLE" in out.stdout
 
 
@@ -48,7 +65,10 @@ def test_demo_prints_events_from_three_cameras():
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     out = subprocess.run(
         [*PETSTREAM, "demo", "--seconds", "60", "--speed", "4", "--width", "320", "--height", "180"],
-        capture_output=True, text=True, timeout=240, env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     events = [line for line in out.stdout.splitlines() if re.search(r" (STARTED|ENDED) ", line)]

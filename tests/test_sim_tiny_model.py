@@ -13,13 +13,9 @@ from simulators.scenes import random_scene
 from simulators.timeline import BEHAVIORS
 
 SIM_TINY = Path(
-    os.environ.get(
-        "SIM_TINY_DIR", Path(__file__).resolve().parent.parent / "inference" / "assets" / "sim-tiny"
-    )
+    os.environ.get("SIM_TINY_DIR", Path(__file__).resolve().parent.parent / "inference" / "assets" / "sim-tiny")
 )
-pytestmark = pytest.mark.skipif(
-    not (SIM_TINY / "config.json").exists(), reason="sim-tiny is not shipped here"
-)
+pytestmark = pytest.mark.skipif(not (SIM_TINY / "config.json").exists(), reason="sim-tiny is not shipped here")
 
 FRAMES = 96
 SEED = 424242  # unseen in training (training pools use small seeds)

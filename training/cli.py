@@ -9,19 +9,11 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "inference" / "assets" / 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train-sim", help="train the sim-tiny BLIP VQA model on synthetic scenes (deterministic)"
-    )
-    p.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="model folder to write (default: the shipped one)"
-    )
+    p = sub.add_parser("train-sim", help="train the sim-tiny BLIP VQA model on synthetic scenes (deterministic)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model folder to write (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and batches")
-    p.add_argument(
-        "--device", default="cpu", choices=["cpu", "cuda"], help="where to train (shipped model: cpu)"
-    )
-    p.add_argument(
-        "--pool-frames", type=int, default=None, help="training frames rendered once (default: recipe)"
-    )
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (shipped model: cpu)")
+    p.add_argument("--pool-frames", type=int, default=None, help="training frames rendered once (default: recipe)")
     p.add_argument(
         "--steps",
         type=int,
@@ -30,12 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="steps per stage (default: recipe)",
     )
-    p.add_argument(
-        "--workers", type=int, default=2, help="frame rendering processes (does not change the result)"
-    )
-    p.add_argument(
-        "--eval-frames", type=int, default=300, help="fresh frames per evaluation (0 skips evaluation)"
-    )
+    p.add_argument("--workers", type=int, default=2, help="frame rendering processes (does not change the result)")
+    p.add_argument("--eval-frames", type=int, default=300, help="fresh frames per evaluation (0 skips evaluation)")
     p.set_defaults(func=_run)
 
 
@@ -46,9 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.pool_frames is not None:
         overrides["pool_frames"] = args.pool_frames
     if args.steps is not None:
-        overrides.update(
-            zip(("teacher_steps", "distill_steps", "text_steps", "vqa_steps"), args.steps, strict=True)
-        )
+        overrides.update(zip(("teacher_steps", "distill_steps", "text_steps", "vqa_steps"), args.steps, strict=True))
     facts = train_sim(args.out, eval_frames=args.eval_frames, **overrides)
     for name, result in facts.get("evaluation", {}).items():
         accs = ", ".join(f"{b} {100 * a:.1f} %" for b, a in result["accuracy"].items())

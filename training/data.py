@@ -35,9 +35,7 @@ def camera_artefacts(rng: np.random.Generator, frame: np.ndarray) -> np.ndarray:
     if rng.random() < 0.15:
         frame = cv2.GaussianBlur(frame, (0, 0), float(rng.uniform(0.5, 1.5)))
     if rng.random() < 0.75:
-        ok, buf = cv2.imencode(
-            ".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 90))]
-        )
+        ok, buf = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 90))])
         decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
         if ok and decoded is not None:
             frame = decoded[:, :, ::-1]

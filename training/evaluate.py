@@ -27,9 +27,7 @@ class EvalResult:
         return {"frames": self.frames, "accuracy": self.accuracy, "confident_share": self.confident}
 
 
-def fresh_frames(
-    n: int, seed: int, size: tuple[int, int] = (640, 360)
-) -> tuple[list[np.ndarray], np.ndarray]:
+def fresh_frames(n: int, seed: int, size: tuple[int, int] = (640, 360)) -> tuple[list[np.ndarray], np.ndarray]:
     """n random camera frames at `size` and their labels (n x 3)."""
     rng = np.random.default_rng([seed, 0xE7A1])
     frames, labels = [], []
@@ -66,9 +64,7 @@ def h264_roundtrip(frames: list[np.ndarray], crf: int = 28, fps: int = 15) -> li
 
 
 @torch.no_grad()
-def predict(
-    model: BlipForQuestionAnswering, ids: QuestionIds, frames: list[np.ndarray], image_size: int
-) -> np.ndarray:
+def predict(model: BlipForQuestionAnswering, ids: QuestionIds, frames: list[np.ndarray], image_size: int) -> np.ndarray:
     """p_yes per frame and question (n x 3), frames squashed to image_size with area interpolation."""
     model.eval()
     batch = torch.from_numpy(np.stack([to_model_input(f, image_size) for f in frames]))

@@ -92,9 +92,7 @@ def _loop(
         sched.step()
         running = 0.95 * running + 0.05 * loss.item() if step else loss.item()
         if step % 100 == 0 or step == steps - 1:
-            log.info(
-                "%s step %d/%d loss %.4f (%.0f s)", name, step, steps, running, time.perf_counter() - start
-            )
+            log.info("%s step %d/%d loss %.4f (%.0f s)", name, step, steps, running, time.perf_counter() - start)
         if probe is not None and (step % probe_every == probe_every - 1 or step == steps - 1):
             log.info("%s step %d held-out accuracy %s", name, step, probe())
     return time.perf_counter() - start
@@ -133,9 +131,7 @@ def _vision_losses(
     return loss, out.last_hidden_state
 
 
-def train(
-    config: TrainConfig, out_dir: Path, pool: tuple[np.ndarray, np.ndarray] | None = None
-) -> dict[str, Any]:
+def train(config: TrainConfig, out_dir: Path, pool: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Train sim-tiny from scratch and save_pretrained model + processor into out_dir; returns run facts.
 
     `pool` (frames, labels) replaces rendering, for experiments that share one pool.
@@ -246,9 +242,7 @@ def train(
     def answer_loss(embeds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         loss = torch.zeros((), device=device)
         for q, logits in enumerate(first_step_logits(model, embeds, ids)):
-            loss = loss + F.cross_entropy(logits.float(), answers[(y[:, q] < 0.5).long()]) / len(
-                ids.questions
-            )
+            loss = loss + F.cross_entropy(logits.float(), answers[(y[:, q] < 0.5).long()]) / len(ids.questions)
         return loss
 
     def text_step(_: int) -> torch.Tensor:
@@ -326,9 +320,7 @@ def _embed_pool(
             chunk = imgs[i : i + 256]
             x = augment(chunk, gen, config.max_shift_px) if p else normalize(chunk)
             with torch.autocast(device.type, dtype=torch.bfloat16):
-                out.append(
-                    model.vision_model(pixel_values=x.to(device)).last_hidden_state.to(torch.bfloat16).cpu()
-                )
+                out.append(model.vision_model(pixel_values=x.to(device)).last_hidden_state.to(torch.bfloat16).cpu())
     model.train()
     return torch.cat(out), labs.repeat(config.embed_passes, 1)
 

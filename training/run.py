@@ -32,9 +32,7 @@ def evaluate_folder(folder: Path, *, frames: int, seed: int = EVAL_SEED) -> dict
     results: dict[str, dict] = {}
     for w, h in ((640, 360), (320, 240), (1280, 720)):
         n = frames if w == 640 else max(frames // 3, 30)
-        results[f"raw {w}x{h}"] = evaluate(
-            model, ids, n=n, seed=seed + w, image_size=size, size=(w, h)
-        ).as_dict()
+        results[f"raw {w}x{h}"] = evaluate(model, ids, n=n, seed=seed + w, image_size=size, size=(w, h)).as_dict()
     results["h264 640x360 (libx264 crf 28)"] = evaluate(
         model, ids, n=max(frames // 2, 30), seed=seed + 1, image_size=size, size=(640, 360), h264=True
     ).as_dict()
@@ -54,9 +52,7 @@ def train_sim(out_dir: Path, *, eval_frames: int = 300, **overrides: object) -> 
         facts["evaluation"] = evaluate_folder(out_dir, frames=eval_frames)
         facts["timings"]["evaluate_s"] = round(time.perf_counter() - t, 1)
     facts["timings"]["wall_s"] = round(time.perf_counter() - start, 1)
-    facts["machine"] = (
-        f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip()
-    )
+    facts["machine"] = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip()
     facts["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__}
     facts["created"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     write_card(out_dir, facts)
