@@ -90,6 +90,41 @@ def test_timeline_mostly_still() -> None:
     assert all(tl.time_with(b) > 0 for b in BEHAVIORS)
 
 
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_timeline_without_every_behavior_keeps_the_still_fraction(seed: int) -> None:
+    forced = Timeline.scripted(seed, duration_s=120.0, still_fraction=0.85)
+    free = Timeline.scripted(seed, duration_s=120.0, still_fraction=0.85, every_behavior=False)
+
+    def still(tl: Timeline) -> float:
+        return sum(p.duration_s for p in tl.periods if p.still) / tl.duration_s
+
+    assert 0.83 <= still(free) <= 0.87  # what the motion benchmark relies on
+    assert any(p.behaviors for p in free.periods)
+    assert still(forced) < still(free)  # forcing all three behaviors into 2 minutes eats into the stillness
+
+
+def test_camera_like_encoding_is_capped_noisy_and_decodes() -> None:
+    import av
+
+    from simulators.video import CAMERA_LIKE, CHEAP, synthetic_units
+
+    def encode(profile) -> list:  # noqa: ANN001
+        return list(synthetic_units(3, width=320, height=180, fps=15, gop=15, duration_s=2.0, profile=profile))
+
+    cheap, camera = encode(CHEAP), encode(CAMERA_LIKE)
+    assert len(cheap) == len(camera) == 30
+    kbit_s = sum(len(u.data) for u in camera) * 8 / 2.0 / 1000
+    assert kbit_s <= 1.5 * CAMERA_LIKE.bitrate / 1000  # the VBV cap holds (2 s: the keyframes weigh in)
+    # sensor noise leaves residual in every P-frame: they cost far more than the clean cartoon's
+    p_cheap = np.mean([len(u.data) for u in cheap if not u.key])
+    p_camera = np.mean([len(u.data) for u in camera if not u.key])
+    assert p_camera > 3 * p_cheap
+    ctx = av.CodecContext.create("h264", "r")
+    frames = [f for u in camera for p in ctx.parse(u.data) for f in ctx.decode(p)]
+    frames += [f for p in ctx.parse(None) for f in ctx.decode(p)] + list(ctx.decode(None))
+    assert len(frames) == 30 and (frames[0].width, frames[0].height) == (320, 180)
+
+
 def test_period_validation() -> None:
     with pytest.raises(ValueError, match="end_s"):
         Period(3.0, 1.0, frozenset())
