@@ -227,6 +227,10 @@ async def _ingest_clip(
             streams = statistics.median(x["fps"] for x in ok) / 15  # type: ignore[misc]
             out["ingest_streams_gated"][g] = round(streams, 2)  # type: ignore[index]
             out["gated_vs_full"][g] = round(streams / full, 2) if full else None  # type: ignore[index]
+            alone = statistics.median(x["fps_without_load_generator"] for x in ok) / 15  # type: ignore[misc]
+            out.setdefault("gated_vs_full_without_load_generator", {})[g] = (  # type: ignore[index]
+                round(alone / full_alone, 2) if full_alone else None
+            )
         else:
             out["ingest_streams_gated"][g] = None  # type: ignore[index]
             out["gated_vs_full"][g] = None  # type: ignore[index]
