@@ -39,7 +39,6 @@ class ReadAhead:
         self._error: BaseException | None = None
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
-        self.high_water = 0  # most messages ever buffered (diagnostics)
 
     def _full(self) -> bool:
         return len(self._buffer) >= self.max_messages or self._bytes >= self.max_bytes
@@ -51,7 +50,6 @@ class ReadAhead:
                 size = message_bytes(msg)
                 self._buffer.append((msg, size, time.monotonic_ns()))
                 self._bytes += size
-                self.high_water = max(self.high_water, len(self._buffer))
                 self._ready.set()
                 while self._full():
                     self._room.clear()

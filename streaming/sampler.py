@@ -109,6 +109,20 @@ class KeyframeSampler(Sampler):
         return frame.key_frame and self._rate_due(frame.pts_us)
 
 
+class _MotionHold:
+    """Gating samplers' "still moving" window: `hold_samples` sample intervals after the last motion seen."""
+
+    def __init__(self, hold_samples: float, fps: float) -> None:
+        self.hold_us = int(hold_samples * 1e6 / fps)
+        self._last_motion_us: int | None = None
+
+    def saw_motion(self, pts_us: int) -> None:
+        self._last_motion_us = pts_us
+
+    def moving(self, pts_us: int) -> bool:
+        return self._last_motion_us is not None and 0 <= pts_us - self._last_motion_us <= self.hold_us
+
+
 @register("motion")
 class MotionSampler(Sampler):
     """Decodes every frame; looks at the rate cap while a small grayscale copy moves, else every still_recheck_s.
@@ -132,9 +146,8 @@ class MotionSampler(Sampler):
         super().__init__(fps, still_recheck_s=still_recheck_s)
         self.pixel_delta = pixel_delta
         self.min_pixels = min_pixels
-        self.hold_us = int(hold_samples * 1e6 / fps)
+        self._hold = _MotionHold(hold_samples, fps)
         self._prev: np.ndarray | None = None
-        self._last_motion_us: int | None = None
         self._last_sample_us: int | None = None
 
     def should_sample(self, frame: FrameInfo) -> bool:
@@ -144,9 +157,9 @@ class MotionSampler(Sampler):
         if self._prev is not None and self._prev.shape == thumb.shape:
             changed = int(np.count_nonzero(np.abs(thumb - self._prev) > self.pixel_delta))
             if changed >= self.min_pixels:
-                self._last_motion_us = frame.pts_us
+                self._hold.saw_motion(frame.pts_us)
         self._prev = thumb
-        moving = self._last_motion_us is not None and 0 <= frame.pts_us - self._last_motion_us <= self.hold_us
+        moving = self._hold.moving(frame.pts_us)
         recheck = self._last_sample_us is None or not 0 <= frame.pts_us - self._last_sample_us < self.still_recheck_us
         if (moving or recheck) and self._rate_due(frame.pts_us):
             self._last_sample_us = frame.pts_us
@@ -177,9 +190,8 @@ class CompressedSampler(Sampler):
         super().__init__(fps, still_recheck_s=still_recheck_s)
         self.ratio = ratio
         self.margin_bytes = margin_bytes
-        self.hold_us = int(hold_samples * 1e6 / fps)  # as MotionSampler
+        self._hold = _MotionHold(hold_samples, fps)
         self._baseline: float | None = None
-        self._last_motion_us: int | None = None
         self._last_decoded_key_us: int | None = None
 
     def want_packet(self, size: int, key: bool, pts_us: int) -> bool:
@@ -187,12 +199,11 @@ class CompressedSampler(Sampler):
             if self._baseline is None:
                 self._baseline = float(size)
             elif size > self.ratio * self._baseline + self.margin_bytes:
-                self._last_motion_us = pts_us
+                self._hold.saw_motion(pts_us)
             else:  # only still-looking frames move the baseline: slow down, quick down
                 rate = 0.3 if size < self._baseline else 0.02
                 self._baseline += rate * (size - self._baseline)
-        moving = self._last_motion_us is not None and 0 <= pts_us - self._last_motion_us <= self.hold_us
-        if moving:
+        if self._hold.moving(pts_us):
             return True
         if key and (
             self._last_decoded_key_us is None

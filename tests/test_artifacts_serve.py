@@ -15,6 +15,12 @@ from simulators.video import EncodedUnit
 from streaming.batcher import BatchPolicy
 
 
+def _compile_tiny(out: object, *args: str) -> subprocess.CompletedProcess[str]:
+    """`petstream compile` of the tiny model in fp32 into `out`, as a user runs it."""
+    cmd = [sys.executable, "-m", "petstream.cli", "compile", "--model", "tiny", "--dtype", "fp32", *args]
+    return subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=300)
+
+
 def _scores(address: str, units: list[EncodedUnit]) -> dict[int, dict[str, float]]:
     report = asyncio.run(run_camera(address, "cam", iter(units), speed=0, want_scores=True, sample_fps=5))
     assert report.error is None and not report.warnings
@@ -23,27 +29,7 @@ def _scores(address: str, units: list[EncodedUnit]) -> dict[int, dict[str, float
 
 def test_compiled_artifacts_served_give_the_same_frame_scores(tmp_path):
     out = tmp_path / "artifacts"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "petstream.cli",
-            "compile",
-            "--model",
-            "tiny",
-            "--backend",
-            "cpu",
-            "--batch-sizes",
-            "1,2,4",
-            "--dtype",
-            "fp32",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _compile_tiny(out, "--backend", "cpu", "--batch-sizes", "1,2,4")
     assert done.returncode == 0, done.stderr
     assert (out / "manifest.json").exists()
     units = [EncodedUnit(d, p, k) for d, p, k in encode_annexb(moving_square_frames(45, seed=4))]
@@ -61,25 +47,8 @@ def test_compiled_artifacts_served_give_the_same_frame_scores(tmp_path):
 
 def test_serve_refuses_mismatched_artifacts_with_a_clear_message(tmp_path):
     out = tmp_path / "artifacts"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "petstream.cli",
-            "compile",
-            "--model",
-            "tiny",
-            "--batch-sizes",
-            "1",
-            "--dtype",
-            "fp32",
-            "--out",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    done = _compile_tiny(out, "--batch-sizes", "1")
+    assert done.returncode == 0, done.stderr
     log = tmp_path / "server.log"
     try:
         with server_process(
