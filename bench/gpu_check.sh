@@ -19,7 +19,7 @@ if $PY -c "import pytest" 2>/dev/null; then
   tail -5 "$OUT/pytest.txt"
 fi
 # the bench module directly: the petstream dispatcher imports every package's CLI (grpc, av, ...)
-timeout 125 $PY -c "from inference.bench import run_bench; run_bench('blip-base-random', frames=4, \
+timeout 125 $PY -c "from bench.inference import run_bench; run_bench('blip-base-random', frames=4, \
   backend='cuda', json_out='$OUT/inference_cuda.json')" > "$OUT/bench.txt" 2>&1
 echo "bench rc=$?" >> "$OUT/bench.txt"
 grep -v "Loading\|Writing" "$OUT/bench.txt" | tail -20

@@ -1,4 +1,4 @@
-"""`petstream compile` and `petstream bench inference`: argument parsing only; torch is imported on use."""
+"""`petstream compile`: argument parsing only; torch is imported on use."""
 
 from __future__ import annotations
 
@@ -34,16 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_compile)
 
 
-def register_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inference", help="HF generate() baseline vs petstream stages on the same frames")
-    p.add_argument("--model", default="blip-base-random")
-    p.add_argument("--backend", choices=BACKENDS, default="cpu")
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--questions", type=int, default=3, choices=(1, 2, 3))
-    p.add_argument("--json", dest="json_out", default=None, help="write the result JSON here")
-    p.set_defaults(func=_bench)
-
-
 def _compile(args: argparse.Namespace) -> int:
     from inference.compile import compile_artifacts
     from inference.types import DEFAULT_QUESTIONS
@@ -57,21 +47,5 @@ def _compile(args: argparse.Namespace) -> int:
         out=args.out,
         questions=questions,
         progress=lambda s: print(s, flush=True),
-    )
-    return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from inference.bench import run_bench
-
-    if args.frames < 1:
-        raise SystemExit(f"--frames {args.frames}: must be at least 1")
-    run_bench(
-        args.model,
-        frames=args.frames,
-        questions=args.questions,
-        backend=args.backend,
-        json_out=args.json_out,
-        print_fn=lambda s: print(s, flush=True),
     )
     return 0

@@ -8,23 +8,18 @@ import logging
 import sys
 from collections.abc import Sequence
 
-# Each package owns its subcommands: module.register(subparsers) adds them, each with set_defaults(func=...),
-# and an optional module.register_bench(bench_subparsers) adds `petstream bench NAME` benchmarks.
+# Each package owns its subcommands: module.register(subparsers) adds them, each with set_defaults(func=...).
 # Registering must stay cheap (no torch import) so `petstream --help` is fast.
-_COMMAND_MODULES = ("ingest.cli", "simulators.cli", "inference.cli", "training.cli")
+_COMMAND_MODULES = ("ingest.cli", "simulators.cli", "inference.cli", "training.cli", "bench.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="petstream", description=__doc__)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    bench = sub.add_parser("bench", help="benchmarks: baseline and petstream measured in one run, JSON out")
-    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     for name in _COMMAND_MODULES:
         module = importlib.import_module(name)
         module.register(sub)
-        if hasattr(module, "register_bench"):
-            module.register_bench(bench_sub)
     return parser
 
 

@@ -173,16 +173,3 @@ def _golden(args: argparse.Namespace) -> int:
             json.dump(result, f, indent=2)
         print(f"wrote {args.json}")
     return 1 if result["errors"] else 0
-
-
-def register_bench(bench_sub: argparse._SubParsersAction) -> None:
-    p = bench_sub.add_parser("pipeline", help="the streaming pipeline vs the engine alone and PyAV alone (JSON out)")
-    p.add_argument("--json", help="write the results here")
-    p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test (figures mean nothing)")
-    p.set_defaults(func=_bench_pipeline)
-
-
-def _bench_pipeline(args: argparse.Namespace) -> int:
-    from simulators.bench_pipeline import main
-
-    return main(args.json, args.quick)

@@ -6,9 +6,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from bench.load import looped, percentile, session_stats_from_log, sum_stats
+from bench.pipeline import main
 from ingest.session import SessionStats
-from simulators.bench_load import looped, percentile, session_stats_from_log, sum_stats
-from simulators.bench_pipeline import main
 from simulators.video import EncodedUnit
 
 

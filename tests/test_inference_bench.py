@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from inference.bench import SETTINGS, run_bench
+from bench.inference import SETTINGS, run_bench
 
 
 def test_bench_writes_required_fields(tmp_path):

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ingest.cli import _batch_sizes
-from simulators.bench_engine import run_in_subprocess
-from simulators.bench_load import (
+from bench.engine_alone import run_in_subprocess
+from bench.load import (
     Arrivals,
     child_pids,
     decode_baseline,
@@ -30,6 +29,7 @@ from simulators.bench_load import (
     sum_stats,
     thread_cpu_s,
 )
+from ingest.cli import _batch_sizes
 from simulators.fleet import server_process
 from simulators.golden import merge_scores, score_camera
 from simulators.timeline import BEHAVIORS

@@ -1,4 +1,4 @@
-"""The inference engine alone, in a fresh process like the server's: `python -m simulators.bench_engine MODEL ...`."""
+"""The inference engine alone, in a fresh process like the server's: `python -m bench.engine_alone MODEL ...`."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def run_in_subprocess(
 ) -> dict[str, object]:
     """Run `engine_alone` in a new interpreter (own GIL, own torch threads, nothing else loaded), as the server is;
     with `artifacts`, on the same compiled stages the server loads."""
-    cmd = [sys.executable, "-m", "simulators.bench_engine", model, str(max_batch), str(batches)]
+    cmd = [sys.executable, "-m", "bench.engine_alone", model, str(max_batch), str(batches)]
     if artifacts:
         cmd += ["--artifacts", artifacts]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
