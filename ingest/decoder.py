@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal, cast
@@ -59,6 +59,12 @@ class DecodeResult:
         self.warnings += other.warnings
         self.skipped_frames += other.skipped_frames
         self.not_decoded += other.not_decoded
+
+    def take(self) -> DecodeResult:
+        """Move everything counted so far into a new result and start again from zero (in place)."""
+        taken = DecodeResult(self.frames, self.warnings, self.skipped_frames, self.not_decoded)
+        self.frames, self.warnings, self.skipped_frames, self.not_decoded = [], [], 0, 0
+        return taken
 
 
 @dataclass
@@ -115,16 +121,33 @@ class StreamDecoder:
         return ctx
 
     def feed(self, data: bytes, pts_us: int | None = None, ingest_ns: int | None = None) -> DecodeResult:
-        """Decode what `data` completes. `pts_us` applies to the first frame that starts in this chunk."""
-        ingest_ns = time.monotonic_ns() if ingest_ns is None else ingest_ns
+        """Decode what `data` completes, all its pictures in one list (tools and tests; the server uses frames())."""
         result = DecodeResult()
+        result.frames = list(self.frames(data, pts_us, ingest_ns, result))
+        return result
+
+    def flush(self) -> DecodeResult:
+        """Decode everything still buffered (end of stream), in one list."""
+        result = DecodeResult()
+        result.frames = list(self.flush_frames(result))
+        return result
+
+    def frames(
+        self, data: bytes, pts_us: int | None, ingest_ns: int | None, result: DecodeResult
+    ) -> Iterator[RawFrame]:
+        """Decode what `data` completes, yielding each picture as soon as it is decoded; counts and warnings go to
+        `result`. `pts_us` applies to the first frame that starts in this chunk.
+
+        A caller that samples and releases each picture before asking for the next keeps this stream's memory to
+        the decoder's reference pictures, however much video one chunk holds. Exhaust it before the next call."""
+        ingest_ns = time.monotonic_ns() if ingest_ns is None else ingest_ns
         if not data:
-            return result
+            return
         if self._origin_ns is None:
             self._origin_ns = ingest_ns  # times assigned from arrival count from the stream's first bytes
         if self.codec == "mjpeg":
-            self._feed_jpeg(data, pts_us, ingest_ns, result)
-            return result
+            yield from self._feed_jpeg(data, pts_us, ingest_ns, result)
+            return
         if not self._started:
             self._head += data[: 4 - len(self._head)]
             self._started = len(self._head) == 4
@@ -136,39 +159,40 @@ class StreamDecoder:
         self._chunks.append(_Chunk(self._in_bytes, self._in_bytes + len(data), pts_us, ingest_ns))
         self._in_bytes += len(data)
         try:
-            packets = self._ctx.parse(data)
+            packets = self._ctx.parse(data)  # compressed packets only: bounded by the chunk's own size
         except av.FFmpegError as exc:
             self._reset(result, f"parser failed: {exc}")
-            return result
+            return
         for packet in packets:
-            self._decode_packet(packet, result)
+            yield from self._decode_packet(packet, result)
         if self._in_bytes - self._out_bytes > self.max_frame_bytes:
             self._reset(
                 result,
                 f"{self._in_bytes - self._out_bytes} bytes without a frame boundary (limit {self.max_frame_bytes})",
                 code="OVERSIZED_FRAME",
             )
-        return result
 
-    def flush(self) -> DecodeResult:
-        """Decode everything still buffered (end of stream)."""
-        result = DecodeResult()
+    def flush_frames(self, result: DecodeResult) -> Iterator[RawFrame]:
+        """Decode everything still buffered (end of stream), one picture at a time, like frames()."""
         if self.codec != "mjpeg":
             try:
-                for packet in self._ctx.parse(b""):
-                    self._decode_packet(packet, result)
+                packets = self._ctx.parse(b"")
             except av.FFmpegError as exc:
+                packets = []
                 result.warnings.append(DecodeWarning("DECODE_ERROR", f"at end of stream: {exc}"))
+            for packet in packets:
+                yield from self._decode_packet(packet, result)
         result.not_decoded += len(self._gop)  # gated packets never wanted: counted, not decoded
         self._gop, self._gop_bytes = [], 0
         try:
-            for frame in self._ctx.decode(None):
-                self._emit(frame, result)
+            remaining = self._ctx.decode(None)
         except av.FFmpegError as exc:
+            remaining = []
             result.warnings.append(DecodeWarning("DECODE_ERROR", f"at end of stream: {exc}"))
-        return result
+        for frame in remaining:
+            yield self._emit(frame)
 
-    def _feed_jpeg(self, data: bytes, pts_us: int | None, ingest_ns: int, result: DecodeResult) -> None:
+    def _feed_jpeg(self, data: bytes, pts_us: int | None, ingest_ns: int, result: DecodeResult) -> Iterator[RawFrame]:
         if not data.startswith(b"\xff\xd8"):
             result.warnings.append(DecodeWarning("NOT_JPEG", "MJPEG chunk does not start with a JPEG SOI marker"))
             return
@@ -180,9 +204,9 @@ class StreamDecoder:
         packet = av.Packet(data)
         self._stamp(packet, self._assign_pts(pts_us, ingest_ns), ingest_ns)
         packet.is_keyframe = True
-        self._decode_packet(packet, result, parsed=False)
+        yield from self._decode_packet(packet, result, parsed=False)
 
-    def _decode_packet(self, packet: av.Packet, result: DecodeResult, parsed: bool = True) -> None:
+    def _decode_packet(self, packet: av.Packet, result: DecodeResult, parsed: bool = True) -> Iterator[RawFrame]:
         if parsed:
             chunk_pts, ingest_ns = self._locate(packet.size)
             pts_us = self._assign_pts(chunk_pts, ingest_ns)
@@ -203,11 +227,11 @@ class StreamDecoder:
             self._ingest_by_pts.pop(_pts(packet), None)
             return
         if self.decode_mode == "gated":
-            self._gated(packet, result)
+            yield from self._gated(packet, result)
             return
-        self._decode_one(packet, result)
+        yield from self._decode_one(packet, result)
 
-    def _gated(self, packet: av.Packet, result: DecodeResult) -> None:
+    def _gated(self, packet: av.Packet, result: DecodeResult) -> Iterator[RawFrame]:
         """Decode only wanted packets, first replaying the GOP's skipped packets so references are right."""
         assert self._want_packet is not None
         key = bool(packet.is_keyframe)
@@ -224,13 +248,13 @@ class StreamDecoder:
             return
         replay, self._gop, self._gop_bytes = self._gop, [], 0
         for old in replay:
-            self._decode_one(old, result)
+            yield from self._decode_one(old, result)
         if len(self._candidates) > 1024:  # frames that never came out (errors): forget them
             self._candidates.clear()
         self._candidates.add(_pts(packet))
-        self._decode_one(packet, result)
+        yield from self._decode_one(packet, result)
 
-    def _decode_one(self, packet: av.Packet, result: DecodeResult) -> None:
+    def _decode_one(self, packet: av.Packet, result: DecodeResult) -> Iterator[RawFrame]:
         try:
             frames = self._ctx.decode(packet)
         except av.FFmpegError as exc:
@@ -240,16 +264,16 @@ class StreamDecoder:
             self._need_keyframe = True
             return
         for frame in frames:
-            self._emit(frame, result)
+            yield self._emit(frame)
 
-    def _emit(self, frame: av.VideoFrame, result: DecodeResult) -> None:
+    def _emit(self, frame: av.VideoFrame) -> RawFrame:
         pts = frame.pts if frame.pts is not None else (self._last_pts or 0)
         ingest_ns = self._ingest_by_pts.pop(pts, time.monotonic_ns())
         candidate = True
         if self.decode_mode == "gated":
             candidate = pts in self._candidates
             self._candidates.discard(pts)
-        result.frames.append(RawFrame(frame, pts, ingest_ns, time.monotonic_ns(), bool(frame.key_frame), candidate))
+        return RawFrame(frame, pts, ingest_ns, time.monotonic_ns(), bool(frame.key_frame), candidate)
 
     def _stamp(self, packet: av.Packet, pts_us: int, ingest_ns: int) -> None:
         packet.pts = pts_us

@@ -120,8 +120,7 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
         finally:
             reader.cancel()
             del self.sessions[session_id]
-            if not any(s.device_id == spec.device_id for s in self.sessions.values()):
-                self.batcher.forget(spec.device_id)
+            self.batcher.forget(session_id)
             log.info("camera %s disconnected (session %s): %s", spec.device_id, session_id, session.stats)
 
     async def _read(self, session: Session, messages: AsyncIterator[pb.CameraMessage]) -> None:

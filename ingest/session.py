@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -24,6 +24,10 @@ from streaming.sampler import FrameInfo
 
 log = logging.getLogger(__name__)
 _DECODE_BATCH = 32  # most chunks of one camera decoded in one job of the decode pool (fairness among cameras)
+#: Most frames one decode job samples before it hands them on (to the batcher, or to WAIT backpressure) and
+#: yields the decode pool. With one picture decoded at a time, a stream holds at most the decoder's reference
+#: pictures, one late-binding candidate, this many sampled pictures and its batcher queue, whatever a chunk holds.
+SAMPLED_PER_JOB = 4
 
 
 @dataclass
@@ -56,9 +60,12 @@ class _FrameRef(NamedTuple):
 
 @dataclass
 class _Decoded:
-    result: DecodeResult
+    """What one decode job hands back to the event loop."""
+
+    result: DecodeResult  # counts and warnings of the job (its pictures went to `sampled` or were released)
     sampled: list[DecodedFrame]
     fresher: tuple[RawFrame, int] | None = None  # (picture, seq) newest not sampled, for a waiting frame
+    more: bool = False  # the job stopped at SAMPLED_PER_JOB: its input is not exhausted yet
 
 
 class Session:
@@ -101,6 +108,7 @@ class Session:
             decode_mode=self.sampler.decode_mode,
             want_packet=self.sampler.want_packet,
         )
+        self._counts = DecodeResult()  # what the decoder counted since the last decode job handed it on
         self._trackers = {q.name: self._tracker(q.name) for q in self.questions}
         self._pending = 0
         self._input_done = False
@@ -120,7 +128,6 @@ class Session:
         A read-ahead task keeps reading while the decoder works; the chunks that piled up meanwhile are decoded
         in one job of the decode pool (in order; other message kinds are handled between them).
         """
-        loop = asyncio.get_running_loop()
         ahead = ReadAhead(
             messages, max_messages=self._readahead_chunks, max_bytes=self._readahead_bytes, max_batch=_DECODE_BATCH
         )
@@ -137,7 +144,7 @@ class Session:
                         chunks.append((chunk.data, chunk.pts_us or None, arrival_ns))
                         continue
                     if chunks:  # keep the order: what came before an update is decoded before it applies
-                        await self._accept(await loop.run_in_executor(self._executor, self._decode, chunks))
+                        await self._decode_all(self._pictures(chunks))
                         chunks = []
                     if kind == "update":
                         self._update(msg.update)
@@ -146,41 +153,40 @@ class Session:
                     else:
                         self.warn("EMPTY_MESSAGE", "a CameraMessage with no kind set was ignored")
                 if chunks:
-                    await self._accept(await loop.run_in_executor(self._executor, self._decode, chunks))
+                    await self._decode_all(self._pictures(chunks))
         finally:
             reader.cancel()
-        await self._accept(await loop.run_in_executor(self._executor, self._decode, None))
+        await self._decode_all(self._decoder.flush_frames(self._counts))
         self._input_done = True
         self._maybe_finish()
 
-    def _decode(self, chunks: list[tuple[bytes, int | None, int]] | None) -> _Decoded:
-        """Runs in the decode pool: decode `chunks` (None: flush), sample, and scale only the sampled frames.
+    def _pictures(self, chunks: list[tuple[bytes, int | None, int]]) -> Iterator[RawFrame]:
+        """The pictures of `chunks`, decoded one at a time as they are asked for (counts go to self._counts)."""
+        for data, pts_us, ingest_ns in chunks:
+            yield from self._decoder.frames(data, pts_us, ingest_ns, self._counts)
 
-        Each chunk's pictures are sampled (and the rest released) before the next chunk is decoded, so the
-        decoder's buffer pool is reused instead of holding a whole job's worth of full-size pictures.
+    async def _decode_all(self, pictures: Iterator[RawFrame]) -> None:
+        """Decode and sample `pictures` in jobs of the decode pool, handing each job's sampled frames on before the
+        next job starts: a chunk's decoding yields to sampling and backpressure, so memory stays bounded."""
+        loop = asyncio.get_running_loop()
+        while True:
+            decoded = await loop.run_in_executor(self._executor, self._decode_job, pictures)
+            await self._accept(decoded)
+            if not decoded.more:
+                return
+
+    def _decode_job(self, pictures: Iterator[RawFrame]) -> _Decoded:
+        """Runs in the decode pool: decode and sample until SAMPLED_PER_JOB frames are sampled or the input ends.
+
+        Each picture is sampled (and scaled, if picked) or released before the next is decoded, so the decoder's
+        buffer pool is reused instead of holding a chunk's worth of full-size pictures.
         """
-        total = DecodeResult()
-        out = _Decoded(total, [])
-        newest = None  # live cameras: the newest candidate not sampled, while a sampled frame still waits
-        if chunks is None:
-            newest = self._sample(self._decoder.flush(), total, out.sampled)
-        else:
-            for data, pts_us, ingest_ns in chunks:
-                newest = self._sample(self._decoder.feed(data, pts_us, ingest_ns), total, out.sampled) or newest
-        self.stats.not_decoded_by_policy += total.not_decoded
-        if newest is not None and not out.sampled:
-            out.fresher = newest
-        return out
-
-    def _sample(
-        self, result: DecodeResult, total: DecodeResult, sampled: list[DecodedFrame]
-    ) -> tuple[RawFrame, int] | None:
-        """Pick the frames the sampling policy wants from one decode result; counts go to `total`. Returns the
-        newest candidate not picked when a live camera has a sampled frame waiting for the model."""
         sampler = self.sampler
-        late_binding = self._refresh and not self.spec.wait and self._batcher.queued(self.device_id) > 0
-        newest = None
-        for raw in result.frames:
+        sampled: list[DecodedFrame] = []
+        late_binding = self._refresh and not self.spec.wait and self._batcher.queued(self.session_id) > 0
+        newest = None  # live cameras: the newest candidate not sampled, while a sampled frame still waits
+        more = False
+        for raw in pictures:
             seq = self.stats.frames_decoded
             self.stats.frames_decoded += 1
             thumb = None
@@ -194,9 +200,12 @@ class Session:
                 continue
             sampled.append(self._scaled(raw, seq))
             newest = None
-        result.frames = []
-        total.merge(result)
-        return newest
+            if len(sampled) >= SAMPLED_PER_JOB:
+                more = True
+                break
+        result = self._counts.take()
+        self.stats.not_decoded_by_policy += result.not_decoded
+        return _Decoded(result, sampled, newest if not sampled else None, more)
 
     def _scaled(self, raw: RawFrame, seq: int) -> DecodedFrame:
         size = self._image_size
@@ -219,17 +228,17 @@ class Session:
         if decoded.fresher is not None:
             raw, seq = decoded.fresher
             ref = _FrameRef(seq, raw.pts_us, raw.ingest_ns, raw.decoded_ns)
-            item = WorkItem(self.device_id, self._late_request(raw, seq), time.monotonic_ns(), self._on_done_for(ref))
+            item = WorkItem(self.session_id, self._late_request(raw, seq), time.monotonic_ns(), self._on_done_for(ref))
             if self._batcher.refresh(item):
                 self.stats.refreshed += 1
         for frame in decoded.sampled:
             if self.spec.wait:
-                await self._batcher.wait_for_room(self.device_id)
+                await self._batcher.wait_for_room(self.session_id)
             self.stats.frames_sampled += 1
             self._pending += 1
             request = VQARequest(key=frame.frame_seq, image=frame.image, questions=self.questions)
             ref = _FrameRef(frame.frame_seq, frame.pts_us, frame.ingest_ns, frame.decoded_ns)
-            item = WorkItem(self.device_id, request, time.monotonic_ns(), self._on_done_for(ref))
+            item = WorkItem(self.session_id, request, time.monotonic_ns(), self._on_done_for(ref))
             self._batcher.submit(item)
 
     def _update(self, update: pb.BehaviorUpdate) -> None:

@@ -81,6 +81,15 @@ async def run_fleet(
 @contextlib.contextmanager
 def server_process(args: list[str], *, log_path: str | None = None, timeout_s: float = 120.0) -> Iterator[str]:
     """Start `petstream serve --port 0 ARGS` as a subprocess and yield its address once it listens."""
+    with server_subprocess(args, log_path=log_path, timeout_s=timeout_s) as (address, _):
+        yield address
+
+
+@contextlib.contextmanager
+def server_subprocess(
+    args: list[str], *, log_path: str | None = None, timeout_s: float = 120.0
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """server_process() that also yields the process (its pid: memory, signals)."""
     cmd = [sys.executable, "-m", "petstream.cli", "serve", "--port", "0", *args]
     log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -98,7 +107,7 @@ def server_process(args: list[str], *, log_path: str | None = None, timeout_s: f
                 break
         if address is None:
             raise RuntimeError(f"server did not start (exit code {proc.poll()}); see {log_path or 'its stderr'}")
-        yield address
+        yield address, proc
     finally:
         proc.terminate()
         try:

@@ -1,4 +1,4 @@
-"""The cross-camera batcher: one bounded queue per camera, fair batches, max size and max wait."""
+"""The cross-camera batcher: one bounded queue per stream, fair batches, max size and max wait."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class BatchPolicy:
 
     max_batch: int = 8  # most frames in one model call
     max_wait_ms: float = 50.0  # the oldest queued frame waits at most this long for company
-    per_device_queue: int = 4  # frames queued per camera; live policy: a full queue drops its oldest
+    per_device_queue: int = 4  # frames queued per stream (camera); live policy: a full queue drops its oldest
     stale_ms: float = 10_000.0  # frames queued longer than this are dropped, not run
 
     def __post_init__(self) -> None:
@@ -49,35 +49,37 @@ Outcome = VQAResult | Dropped | BaseException
 class WorkItem:
     """One frame waiting for the model; `on_done` is called on the event loop with its outcome.
 
+    `stream` names the queue: one per camera stream (its session id), never the device id, because two streams of
+    one device (a camera reconnecting before its old stream is declared dead) are two independent streams.
     `request` may be a function that builds it: it is then called in the model's executor just before the batch
     runs (a late-bound picture is scaled only if the model gets to it)."""
 
-    device_id: str
+    stream: str
     request: VQARequest | Callable[[], VQARequest]
     enqueued_ns: int
     on_done: Callable[[Outcome], None]
 
 
 def plan_batch(queues: Mapping[str, Sequence[WorkItem]], max_batch: int, start: int = 0) -> list[str]:
-    """Pick the next batch fairly: round-robin over cameras (from `start` in queue order), oldest first.
+    """Pick the next batch fairly: round-robin over streams (from `start` in queue order), oldest first.
 
-    Returns the device id of each item to take, in batch order; a pure function of the queue state.
+    Returns the stream key of each item to take, in batch order; a pure function of the queue state.
     """
-    devices = [d for d in queues if queues[d]]
-    if not devices:
+    streams = [k for k in queues if queues[k]]
+    if not streams:
         return []
-    start %= len(devices)
-    order = devices[start:] + devices[:start]
+    start %= len(streams)
+    order = streams[start:] + streams[:start]
     taken = dict.fromkeys(order, 0)
     plan: list[str] = []
     while len(plan) < max_batch:
         progressed = False
-        for device in order:
+        for stream in order:
             if len(plan) == max_batch:
                 break
-            if taken[device] < len(queues[device]):
-                taken[device] += 1
-                plan.append(device)
+            if taken[stream] < len(queues[stream]):
+                taken[stream] += 1
+                plan.append(stream)
                 progressed = True
         if not progressed:
             break
@@ -85,7 +87,7 @@ def plan_batch(queues: Mapping[str, Sequence[WorkItem]], max_batch: int, start: 
 
 
 class Batcher:
-    """Collects frames from all cameras and runs them through `run_batch` in an executor, one batch at a time."""
+    """Collects frames from all streams and runs them through `run_batch` in an executor, one batch at a time."""
 
     def __init__(
         self,
@@ -108,11 +110,11 @@ class Batcher:
         self.service_ms = 0.0  # moving average of one model call's wall time
 
     def submit(self, item: WorkItem) -> None:
-        """Queue a frame; a full camera queue drops (and reports) its oldest frame instead of blocking."""
+        """Queue a frame; a full stream queue drops (and reports) its oldest frame instead of blocking."""
         if self._closed:
             item.on_done(Dropped("shutdown"))
             return
-        queue = self._queues.setdefault(item.device_id, deque())
+        queue = self._queues.setdefault(item.stream, deque())
         if len(queue) >= self.policy.per_device_queue:
             self.dropped_total += 1
             queue.popleft().on_done(Dropped("backpressure"))
@@ -120,21 +122,21 @@ class Batcher:
         self._wake.set()
 
     def refresh(self, item: WorkItem) -> bool:
-        """Give this camera's newest waiting frame a fresher picture (late binding); False if none is waiting.
+        """Give this stream's newest waiting frame a fresher picture (late binding); False if none is waiting.
 
         The slot keeps its place and queue time (batching and staleness do not move); only the picture and its
         callback change, so a live camera's frame is as new as possible when the model gets to it. The replaced
         frame's callback is never called: the slot is answered once, through the new one.
         """
-        queue = self._queues.get(item.device_id)
+        queue = self._queues.get(item.stream)
         if not queue or self._closed:
             return False
-        queue[-1] = WorkItem(item.device_id, item.request, queue[-1].enqueued_ns, item.on_done)
+        queue[-1] = WorkItem(item.stream, item.request, queue[-1].enqueued_ns, item.on_done)
         return True
 
-    async def wait_for_room(self, device_id: str) -> None:
-        """For the WAIT policy (recorded clips): return once this camera's queue has room."""
-        while not self._closed and len(self._queues.get(device_id, ())) >= self.policy.per_device_queue:
+    async def wait_for_room(self, stream: str) -> None:
+        """For the WAIT policy (recorded clips): return once this stream's queue has room."""
+        while not self._closed and len(self._queues.get(stream, ())) >= self.policy.per_device_queue:
             await self._space.wait()
 
     def take_load_sample(self) -> tuple[list[float], float]:
@@ -142,14 +144,14 @@ class Batcher:
         waits, self._waits_ms = self._waits_ms, []
         return waits, self.service_ms
 
-    def queued(self, device_id: str | None = None) -> int:
-        if device_id is not None:
-            return len(self._queues.get(device_id, ()))
+    def queued(self, stream: str | None = None) -> int:
+        if stream is not None:
+            return len(self._queues.get(stream, ()))
         return sum(len(q) for q in self._queues.values())
 
-    def forget(self, device_id: str) -> None:
-        """Drop a departed camera's queue (its items are reported as shutdown)."""
-        for item in self._queues.pop(device_id, ()):
+    def forget(self, stream: str) -> None:
+        """Drop a departed stream's queue (its items are reported as shutdown)."""
+        for item in self._queues.pop(stream, ()):
             item.on_done(Dropped("shutdown"))
 
     async def run(self) -> None:
@@ -187,11 +189,11 @@ class Batcher:
                 queue.popleft().on_done(Dropped("stale"))
         plan = plan_batch(self._queues, self.policy.max_batch, self._cursor)
         self._cursor += 1
-        batch = [self._queues[device].popleft() for device in plan]
+        batch = [self._queues[stream].popleft() for stream in plan]
         if batch and len(self._waits_ms) < 10_000:
             self._waits_ms.append((now - min(i.enqueued_ns for i in batch)) / 1e6)
-        for device in [d for d, q in self._queues.items() if not q]:
-            del self._queues[device]
+        for stream in [k for k, q in self._queues.items() if not q]:
+            del self._queues[stream]
         self._space.set()
         self._space = asyncio.Event()
         return batch
@@ -219,7 +221,7 @@ class Batcher:
 
     def close(self) -> None:
         self._closed = True
-        for device in list(self._queues):
-            self.forget(device)
+        for stream in list(self._queues):
+            self.forget(stream)
         self._wake.set()
         self._space.set()

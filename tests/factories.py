@@ -135,16 +135,17 @@ def square_units(seconds: float, *, width: int = 64, height: int = 48, fps: int 
     return [EncodedUnit(data, pts, key) for data, pts, key in encode_annexb(frames, fps=fps, gop=gop)]
 
 
-async def cameras_with_sessions(server: object, cameras: Sequence) -> tuple[list, dict]:
+async def cameras_with_sessions(server: object, cameras: Sequence, key=None) -> tuple[list, dict]:  # noqa: ANN001
     """Run the camera coroutines; returns their reports and each camera's server Session (kept from the server's
-    table while it streams: it leaves the table at disconnect)."""
+    table while it streams: it leaves the table at disconnect), keyed by device id or by `key(session)`."""
     sessions: dict = {}
     done = asyncio.Event()
+    key = key or (lambda s: s.device_id)
 
     async def watch() -> None:
         while not done.is_set():
             for s in list(server.service.sessions.values()):  # type: ignore[attr-defined]
-                sessions.setdefault(s.device_id, s)
+                sessions.setdefault(key(s), s)
             await asyncio.sleep(0.1)
 
     watcher = asyncio.create_task(watch())

@@ -66,7 +66,7 @@ def _run_batcher(policy: BatchPolicy, engine: FakeEngine, submit_plan, settle_s:
             for item in _items(device, n, time.monotonic_ns()):
                 b.submit(
                     WorkItem(
-                        item.device_id,
+                        item.stream,
                         item.request,
                         item.enqueued_ns,
                         lambda o, k=item.request.key: outcomes.__setitem__(k, o),

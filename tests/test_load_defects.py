@@ -1,0 +1,133 @@
+"""Defects found under load and hostile input (issue 14), each through a real server: streams of one device kept
+apart, memory bounded whatever a chunk holds, a refused open's reason intact, idle streams ended, limits exact."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from fractions import Fraction
+
+import av
+import grpc
+import numpy as np
+import pytest
+from factories import FakeEngine, cameras_with_sessions, running_server, serving
+
+from ingest.config import ServerConfig
+from protos.petstream.v1 import petstream_pb2 as pb
+from protos.petstream.v1 import petstream_pb2_grpc as pb_grpc
+from simulators.camera import run_camera
+from simulators.video import EncodedUnit
+from streaming.batcher import BatchPolicy
+
+OPEN_H264 = pb.CameraMessage(open=pb.StreamOpen(device_id="cam", codec=pb.CODEC_H264))
+
+
+def smooth_units(seconds: float, *, width: int = 640, height: int = 360, fps: int = 15, gop: int = 30) -> list:
+    """A cheap-to-make H.264 stream: a gradient with a moving square (fast to encode, realistic picture sizes)."""
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base, ctx.framerate, ctx.gop_size, ctx.max_b_frames = Fraction(1, 1_000_000), Fraction(fps), gop, 0
+    ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "x264-params": f"keyint={gop}:scenecut=0"}
+    base = np.broadcast_to(np.linspace(0, 200, width, dtype=np.uint8)[None, :, None], (height, width, 3)).copy()
+    units = []
+    for i in range(round(seconds * fps)):
+        img = base.copy()
+        x = (i * 7) % (width - 40)
+        img[height // 3 : height // 3 + 40, x : x + 40] = (255, 40, 40)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts, frame.time_base = round(i * 1e6 / fps), ctx.time_base
+        units += [EncodedUnit(bytes(p), int(p.pts), bool(p.is_keyframe)) for p in ctx.encode(frame)]
+    units += [EncodedUnit(bytes(p), int(p.pts), bool(p.is_keyframe)) for p in ctx.encode(None)]
+    return units
+
+
+async def _stream(address: str, messages, *, timeout: float = 30.0) -> tuple[list[pb.ServerMessage], object]:
+    """Send `messages` (an iterable or async iterable) on one raw stream; (replies, AioRpcError or None)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = pb_grpc.BehaviorStreamStub(channel).Stream(messages, timeout=timeout)
+        got = []
+        try:
+            async for m in call:
+                got.append(m)
+        except grpc.aio.AioRpcError as exc:
+            return got, exc
+        return got, None
+
+
+# -- 1. streams of one device are independent -----------------------------------------------------------------
+
+
+def test_three_streams_of_one_device_each_end_promptly_with_all_scores():
+    """A camera that reconnects before its old stream is declared dead: both streams live at once (late binding
+    on, a slow model so frames wait and get refreshed). Each ends soon after its camera half-closes."""
+    units = smooth_units(4, width=160, height=96)
+    config = ServerConfig(port=0, batch=BatchPolicy(max_batch=2, max_wait_ms=20))
+    with serving(FakeEngine(delay_s=0.15), config) as (address, server):
+
+        async def camera(i: int):  # noqa: ANN202
+            start = time.monotonic()
+            report = await asyncio.wait_for(
+                run_camera(address, "same-device", units, speed=2.0, want_scores=True, sample_fps=4.0), timeout=40
+            )
+            return report, time.monotonic() - start
+
+        async def scenario():  # noqa: ANN202
+            return await cameras_with_sessions(server, [camera(i) for i in range(3)], key=lambda s: s.session_id)
+
+        results, sessions = asyncio.run(scenario())
+    assert len(sessions) == 3, "three streams, three sessions"
+    video_s = (units[-1].pts_us - units[0].pts_us) / 1e6 / 2.0
+    for report, elapsed in results:
+        assert report.error is None, report.error
+        assert report.scores, "every stream gets its own scores"
+        assert elapsed < video_s + 10, f"stream ended {elapsed - video_s:.1f} s after its video"
+    for s in sessions.values():
+        st = s.stats
+        assert st.frames_scored <= st.frames_sampled
+        assert st.frames_sampled == st.frames_scored + sum(st.dropped.values())
+    assert sum(len(r.scores) for r, _ in results) == sum(s.stats.frames_scored for s in sessions.values())
+
+
+# -- 2. memory is bounded whatever one chunk holds ------------------------------------------------------------
+
+
+def _vm_kb(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+PICTURE_GROWTH_BOUND_MB = 64  # decoder references + a few sampled pictures; 100 s of 640x360 decoded is ~520 MB
+
+
+def test_one_chunk_holding_100_s_of_video_keeps_server_memory_bounded(tmp_path):
+    from bench.load import session_stats_from_log
+    from simulators.fleet import server_subprocess
+
+    units = smooth_units(100)
+    blob = b"".join(u.data for u in units)
+    assert len(blob) < 8 << 20
+    log_path = str(tmp_path / "server.log")
+    with server_subprocess(["--model", "tiny"], log_path=log_path) as (address, proc):
+        warm = asyncio.run(run_camera(address, "warm", smooth_units(3), speed=0, want_scores=True))
+        assert warm.error is None and warm.scores
+        with open(f"/proc/{proc.pid}/clear_refs", "w") as f:
+            f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+        before_kb = _vm_kb(proc.pid, "VmHWM")
+        chunk = pb.CameraMessage(chunk=pb.VideoChunk(data=blob, seq=1, pts_us=units[0].pts_us or 1))
+        opening = pb.CameraMessage(open=pb.StreamOpen(device_id="big", codec=pb.CODEC_H264, want_scores=True))
+        got, err = asyncio.run(_stream(address, [opening, chunk], timeout=120))
+        peak_kb = _vm_kb(proc.pid, "VmHWM")
+    assert err is None, err
+    growth_mb = (peak_kb - before_kb) / 1024
+    print(f"server peak RSS growth for one 100 s chunk: {growth_mb:.1f} MB")
+    assert growth_mb < PICTURE_GROWTH_BOUND_MB
+    stats = session_stats_from_log(log_path)["big"]
+    assert stats["frames_decoded"] == len(units)
+    scored = sum(m.WhichOneof("kind") == "scores" for m in got)
+    dropped = sum(stats.get("dropped", {}).values())  # type: ignore[union-attr]
+    assert stats["frames_sampled"] == scored + dropped, "every sampled frame is scored or counted as dropped"
+    assert scored == stats["frames_scored"]
