@@ -13,6 +13,8 @@ from streaming.events import EventRule
 Backend = Literal["cpu", "cuda", "neuron"]
 Sampling = Literal["rate", "keyframes", "motion", "compressed"]
 DType = Literal["auto", "fp32", "bf16", "int8"]  # int8: vision linears in dynamic int8 (cpu)
+#: room gRPC's message limit leaves beyond max_chunk_bytes for a CameraMessage's own fields and framing
+MESSAGE_FRAMING_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,12 @@ class ServerConfig:
     adaptive_rate: bool = True  # under overload lower every camera's sampling rate instead of growing latency
     late_binding: bool = True  # live cameras: a frame waiting for the model takes the newest picture decoded since
     max_sample_fps: float = 30.0
-    max_message_bytes: int = 8 << 20  # gRPC maximum receive size
+    max_chunk_bytes: int = 8 << 20  # most video bytes in one VideoChunk; gRPC's receive limit adds framing room
     max_frame_bytes: int = 4 << 20  # bytes buffered without a frame boundary before the decoder resets
     decode_threads: int = 2
     readahead_chunks: int = 64  # chunks read ahead of each camera's decoder before gRPC flow control pushes back
+    idle_timeout_s: float = 60.0  # a stream that sends no chunk this long ends (DEADLINE_EXCEEDED); 0 = never
+    max_streams: int = 256  # concurrent camera streams per server; one more is refused with RESOURCE_EXHAUSTED
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     events: EventRule = field(default_factory=EventRule)  # the event rule of every behavior ...
     behavior_events: dict[str, EventRule] = field(default_factory=dict)  # ... unless named here
@@ -56,9 +60,16 @@ class ServerConfig:
             raise ValueError(
                 f"default_sample_fps: {self.default_sample_fps} must be in (0, max_sample_fps={self.max_sample_fps}]"
             )
-        for name in ("max_message_bytes", "max_frame_bytes", "decode_threads", "readahead_chunks"):
+        for name in ("max_chunk_bytes", "max_frame_bytes", "decode_threads", "readahead_chunks", "max_streams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if not self.idle_timeout_s >= 0:
+            raise ValueError(f"idle_timeout_s: must be >= 0 (0 = never), got {self.idle_timeout_s}")
+
+    @property
+    def max_receive_message_bytes(self) -> int:
+        """gRPC's receive limit: a chunk of exactly max_chunk_bytes plus its protobuf framing must fit."""
+        return self.max_chunk_bytes + MESSAGE_FRAMING_BYTES
 
     @classmethod
     def load(cls, path: str | None = None, env: dict[str, str] | None = None, **flags: Any) -> ServerConfig:

@@ -22,6 +22,8 @@ class ReadAhead:
     camera) once `max_messages` or `max_bytes` are buffered. `batches()` hands the decoder everything
     buffered, up to `max_batch` messages at a time, in arrival order: one decode job per batch instead of one
     per chunk. An error of the stream is raised from `batches()` after what arrived before it.
+    `idle_since_ns` tells how long the camera has kept the stream open without sending a chunk, and `drain()`
+    lets a camera that is still writing finish before the stream ends with a status.
     """
 
     def __init__(
@@ -39,6 +41,11 @@ class ReadAhead:
         self._error: BaseException | None = None
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
+        self._draining = False
+        self._last_arrival_ns = time.monotonic_ns()
+        #: monotonic time since which the camera has sent no chunk while this reader waited for it; None while the
+        #: reader is not waiting on the camera (buffer full: flow control holds the camera back) or has finished
+        self.idle_since_ns: int | None = self._last_arrival_ns
 
     def _full(self) -> bool:
         return len(self._buffer) >= self.max_messages or self._bytes >= self.max_bytes
@@ -47,20 +54,49 @@ class ReadAhead:
         """Read until the camera half-closes or the stream fails; never raises (the error goes to batches())."""
         try:
             async for msg in self._messages:
+                now = self._last_arrival_ns = time.monotonic_ns()
+                if self._draining:
+                    continue  # the stream is ending: what still arrives is only let through, not kept
+                if msg.HasField("chunk"):
+                    self.idle_since_ns = now
                 size = message_bytes(msg)
-                self._buffer.append((msg, size, time.monotonic_ns()))
+                self._buffer.append((msg, size, now))
                 self._bytes += size
                 self._ready.set()
-                while self._full():
-                    self._room.clear()
-                    await self._room.wait()
+                if self._full():
+                    self.idle_since_ns = None
+                    while self._full() and not self._draining:
+                        self._room.clear()
+                        await self._room.wait()
+                    self.idle_since_ns = time.monotonic_ns()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which reports it
             self._error = exc
         finally:
             self._done = True
+            self.idle_since_ns = None
             self._ready.set()
+
+    async def drain(self, *, quiet_s: float = 0.025, max_s: float = 2.0) -> None:
+        """Discard what is buffered and what still arrives until the camera half-closes, pauses for `quiet_s`, or
+        `max_s` pass, so that the status the stream then ends with reaches it.
+
+        Why: grpc's asyncio client reports INTERNAL ("Internal error from Core") instead of the server's status when
+        one of its writes is in flight as the status arrives (grpc/grpc#36066); a camera that writes chunks right
+        after a refused open would lose the reason. `run()` must be running."""
+        self._draining = True
+        self._buffer.clear()
+        self._bytes = 0
+        self._room.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_s
+        while not self._done:
+            now = loop.time()
+            quiet_at = now + quiet_s - (time.monotonic_ns() - self._last_arrival_ns) / 1e9
+            if now >= deadline or now >= quiet_at:
+                return
+            await asyncio.sleep(min(quiet_at, deadline) - now)
 
     async def batches(self) -> AsyncIterator[list[tuple[pb.CameraMessage, int]]]:
         """(message, arrival ns) of what is buffered, oldest first, `max_batch` at most; ends when the stream does."""

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from inference.types import Engine, VQARequest, VQAResult
 from ingest import wire
 from ingest.config import ServerConfig
+from ingest.readahead import ReadAhead
 from ingest.session import Session
 from protos.petstream.v1 import petstream_pb2 as pb
 from protos.petstream.v1 import petstream_pb2_grpc as pb_grpc
@@ -45,14 +46,32 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
         )
         self.batcher = Batcher(engine.run, config.batch, self._model_pool)
         self._batcher_task: asyncio.Task[None] | None = None
-        self.governor = RateGovernor()
+        self.governor = RateGovernor(max_wait_ms=config.batch.max_wait_ms)
         self._governor_task: asyncio.Task[None] | None = None
+        self._idle_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._batcher_task = loop.create_task(self.batcher.run(), name="batcher")
         if self.config.adaptive_rate:
             self._governor_task = loop.create_task(self._govern(), name="governor")
+        if self.config.idle_timeout_s > 0:
+            self._idle_task = loop.create_task(self._end_idle_streams(), name="idle-streams")
+
+    async def _end_idle_streams(self) -> None:
+        """End every stream whose camera sent no chunk for idle_timeout_s (keepalive pings do not count)."""
+        timeout = self.config.idle_timeout_s
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = time.monotonic_ns()
+            for session in list(self.sessions.values()):
+                idle = session.idle_s(now)
+                if idle >= timeout:
+                    session.fail(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"no video chunk for {idle:.1f} s (idle_timeout_s={timeout:g}): stream closed; "
+                        "reconnect when there is video to send",
+                    )
 
     async def _govern(self, interval_s: float = 1.0) -> None:
         """Under overload, lower every live camera's sampling rate instead of letting latency grow."""
@@ -67,7 +86,7 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
 
     async def close(self) -> None:
         self.batcher.close()
-        for task in (self._batcher_task, self._governor_task):
+        for task in (self._batcher_task, self._governor_task, self._idle_task):
             if task is not None:
                 task.cancel()
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
@@ -91,7 +110,14 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
                 default_still_recheck_s=cfg.still_recheck_s,
             )
         except wire.InvalidMessage as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await refuse(context, messages, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if len(self.sessions) >= cfg.max_streams:
+            await refuse(
+                context,
+                messages,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server already holds max_streams={cfg.max_streams} streams; retry later or elsewhere",
+            )
         session_id = uuid.uuid4().hex[:12]
         session = Session(
             spec,
@@ -105,7 +131,8 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             model_name=self.engine.model_name,
             readahead_chunks=cfg.readahead_chunks,
             refresh_waiting=cfg.late_binding,
-            readahead_bytes=max(cfg.max_message_bytes, cfg.max_frame_bytes),
+            readahead_bytes=max(cfg.max_chunk_bytes, cfg.max_frame_bytes),
+            max_chunk_bytes=cfg.max_chunk_bytes,
         )
         self.sessions[session_id] = session
         session.set_rate_scale(self.governor.scale, notify=self.governor.scale < 1.0)
@@ -117,6 +144,11 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             yield wire.accepted(session_id, spec, session.questions, self.engine.model_name)
             async for msg in session.messages():
                 yield msg
+            if session.end_status is not None:
+                code, details = session.end_status
+                log.info("camera %s: stream ended by the server (%s): %s", spec.device_id, code.name, details)
+                await session.drain_input()
+                await context.abort(code, details)
         finally:
             reader.cancel()
             del self.sessions[session_id]
@@ -160,6 +192,23 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
         raise AssertionError("unreachable: abort raises")
 
 
+async def refuse(
+    context: grpc.aio.ServicerContext, messages: AsyncIterator[pb.CameraMessage], code: grpc.StatusCode, details: str
+) -> None:
+    """End a stream before it opens, with `code` and `details` intact for a camera that keeps writing.
+
+    The camera's messages are read (and discarded) until it pauses, half-closes or 2 s pass: ending the call under a
+    client write in flight would turn the status into INTERNAL on grpc's asyncio client (grpc/grpc#36066)."""
+    log.info("stream refused (%s): %s", code.name, details)
+    ahead = ReadAhead(messages, max_messages=1, max_bytes=1, max_batch=1)
+    reader = asyncio.create_task(ahead.run(), name="refused-stream")
+    try:
+        await ahead.drain()
+    finally:
+        reader.cancel()
+    await context.abort(code, details)
+
+
 def name_os_thread(name: str) -> None:
     """Name the calling thread for the OS (top -H, /proc/*/task/*/comm): per-role CPU time can then be read."""
     try:
@@ -193,7 +242,7 @@ class PetstreamServer:
     async def start(self) -> int:
         cfg = self.config
         options = [
-            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_receive_message_length", cfg.max_receive_message_bytes),
             ("grpc.max_send_message_length", 4 << 20),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),

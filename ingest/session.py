@@ -11,6 +11,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import grpc
+
 from inference.types import Question, VQARequest, VQAResult
 from ingest import wire
 from ingest.decoder import DecodeResult, RawFrame, StreamDecoder
@@ -86,7 +88,9 @@ class Session:
         readahead_chunks: int = 64,
         readahead_bytes: int = 4 << 20,
         refresh_waiting: bool = True,
+        max_chunk_bytes: int = 8 << 20,
     ) -> None:
+        self._max_chunk_bytes = max_chunk_bytes
         self._refresh = refresh_waiting
         self._readahead_chunks = readahead_chunks
         self._readahead_bytes = readahead_bytes
@@ -116,6 +120,9 @@ class Session:
         self._warn_interval_ns = int(warn_interval_s * 1e9)
         self._last_drop_warning_ns = 0
         self._last_seen = (0, 0)  # (pts_us, frame_seq) of the newest scored frame
+        self._ahead: ReadAhead | None = None
+        #: set when the server ends this stream early: the gRPC status code and its reason
+        self.end_status: tuple[grpc.StatusCode, str] | None = None
 
     def _tracker(self, behavior: str) -> BehaviorTracker:
         return BehaviorTracker(self.device_id, behavior, self._rules(behavior), id_prefix=self.session_id)
@@ -128,17 +135,26 @@ class Session:
         A read-ahead task keeps reading while the decoder works; the chunks that piled up meanwhile are decoded
         in one job of the decode pool (in order; other message kinds are handled between them).
         """
-        ahead = ReadAhead(
+        ahead = self._ahead = ReadAhead(
             messages, max_messages=self._readahead_chunks, max_bytes=self._readahead_bytes, max_batch=_DECODE_BATCH
         )
         reader = asyncio.create_task(ahead.run(), name=f"readahead-{self.session_id}")
         try:
             async for batch in ahead.batches():
+                if self._finished:
+                    return  # ended by the server (fail()): nothing more is decoded
                 chunks: list[tuple[bytes, int | None, int]] = []
                 for msg, arrival_ns in batch:
                     kind = msg.WhichOneof("kind")
                     if kind == "chunk":
                         chunk = msg.chunk
+                        if len(chunk.data) > self._max_chunk_bytes:
+                            self.fail(
+                                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"chunk seq {chunk.seq} holds {len(chunk.data)} bytes, over the limit "
+                                f"max_chunk_bytes={self._max_chunk_bytes}",
+                            )
+                            return
                         self.stats.chunks += 1
                         self.stats.bytes += len(chunk.data)
                         chunks.append((chunk.data, chunk.pts_us or None, arrival_ns))
@@ -337,9 +353,24 @@ class Session:
 
     def abort(self) -> None:
         """End the stream back to the camera now (after a failure of its reader)."""
+        self.fail(grpc.StatusCode.INTERNAL, "the server failed reading this stream")
+
+    def fail(self, code: grpc.StatusCode, details: str) -> None:
+        """End the stream now with a gRPC status (a limit hit, an idle timeout); frames still waiting are dropped."""
         if not self._finished:
+            self.end_status = (code, details)
             self._finished = True
             self.outbox.put_nowait(None)
+
+    def idle_s(self, now_ns: int) -> float:
+        """Seconds the camera has held this stream open without sending a chunk (0 while it is not waited on)."""
+        since = self._ahead.idle_since_ns if self._ahead is not None else None
+        return 0.0 if since is None else (now_ns - since) / 1e9
+
+    async def drain_input(self) -> None:
+        """Before an early status: let a camera that is still writing finish (see ReadAhead.drain)."""
+        if self._ahead is not None:
+            await self._ahead.drain()
 
     async def messages(self) -> AsyncIterator[pb.ServerMessage]:
         """The stream back to the camera; ends after the camera half-closed and every frame was answered."""

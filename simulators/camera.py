@@ -22,7 +22,7 @@ _SAMPLING = {
     "compressed": pb.SAMPLING_COMPRESSED,
 }
 CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", 8 << 20),
+    ("grpc.max_send_message_length", 16 << 20),  # the server judges chunk sizes (and names its limit)
     ("grpc.max_receive_message_length", 8 << 20),
     ("grpc.keepalive_time_ms", 30_000),  # cameras sit behind NAT: keep the mapping alive
     ("grpc.keepalive_timeout_ms", 10_000),

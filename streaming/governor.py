@@ -9,8 +9,10 @@ from dataclasses import dataclass
 class GovernorPolicy:
     """When and how fast the sampling rate scale moves. Every field has a default; validated on creation."""
 
-    overload_wait_ms: float = 500.0  # overload: over a whole window, every batch started with its oldest frame
-    overload_service_factor: float = 2.0  # queued longer than this and this many batch service times
+    # Overload: over a whole window, every batch started with its oldest frame queued longer than the configured
+    # maximum batch wait plus the larger of overload_wait_ms and overload_service_factor batch service times.
+    overload_wait_ms: float = 500.0
+    overload_service_factor: float = 2.0
     window_s: float = 2.0  # judge over at least this long, and at least `window_batches` service times
     window_batches: float = 4.0
     decrease: float = 0.8  # scale multiplier per overloaded window
@@ -29,8 +31,9 @@ class GovernorPolicy:
 class RateGovernor:
     """A pure state machine: feed it one observation per tick, read `scale` (1.0 = every camera's own rate)."""
 
-    def __init__(self, policy: GovernorPolicy | None = None) -> None:
+    def __init__(self, policy: GovernorPolicy | None = None, *, max_wait_ms: float = 0.0) -> None:
         self.policy = policy or GovernorPolicy()
+        self.max_wait_ms = max_wait_ms  # the batcher's own wait for company: waiting that long is by design
         self.scale = 1.0
         self._calm_s = 0.0
         self._notified = 1.0
@@ -53,7 +56,7 @@ class RateGovernor:
         self._window_s += elapsed_s
         if self._window_s < max(p.window_s, p.window_batches * service_ms / 1000):
             return False
-        limit = max(p.overload_wait_ms, p.overload_service_factor * service_ms)
+        limit = self.max_wait_ms + max(p.overload_wait_ms, p.overload_service_factor * service_ms)
         standing = self._window_min_ms
         window, self._window_s, self._window_min_ms = self._window_s, 0.0, None
         if standing is None and queued == 0:

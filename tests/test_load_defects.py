@@ -10,7 +10,6 @@ from fractions import Fraction
 import av
 import grpc
 import numpy as np
-import pytest
 from factories import FakeEngine, cameras_with_sessions, running_server, serving
 
 from ingest.config import ServerConfig
@@ -81,6 +80,7 @@ def test_three_streams_of_one_device_each_end_promptly_with_all_scores():
     for report, elapsed in results:
         assert report.error is None, report.error
         assert report.scores, "every stream gets its own scores"
+        print(f"stream of a shared device id ended {elapsed - video_s:.2f} s after its video")
         assert elapsed < video_s + 10, f"stream ended {elapsed - video_s:.1f} s after its video"
     for s in sessions.values():
         st = s.stats
@@ -131,3 +131,141 @@ def test_one_chunk_holding_100_s_of_video_keeps_server_memory_bounded(tmp_path):
     dropped = sum(stats.get("dropped", {}).values())  # type: ignore[union-attr]
     assert stats["frames_sampled"] == scored + dropped, "every sampled frame is scored or counted as dropped"
     assert scored == stats["frames_scored"]
+
+
+# -- 3. a refused open keeps its reason for a camera that keeps writing ---------------------------------------
+
+
+def _writing_camera(first: pb.CameraMessage, chunks: int = 200, size: int = 64 << 10):  # noqa: ANN202
+    """Firmware-like: writes its chunks right after `open`, without waiting for the server's answer."""
+
+    async def messages():  # noqa: ANN202
+        yield first
+        for i in range(chunks):
+            yield pb.CameraMessage(chunk=pb.VideoChunk(data=b"\0" * size, seq=i + 1))
+
+    return messages()
+
+
+BAD_OPENS = [
+    (pb.CameraMessage(open=pb.StreamOpen(device_id="cam", codec=42)), "open.codec"),
+    (
+        pb.CameraMessage(
+            open=pb.StreamOpen(
+                device_id="cam", codec=pb.CODEC_H264, behaviors=[pb.Behavior(name=f"b{i}") for i in range(2000)]
+            )
+        ),
+        "behaviors: 2000 given",
+    ),
+    (
+        pb.CameraMessage(
+            open=pb.StreamOpen(
+                device_id="cam", codec=pb.CODEC_H264, behaviors=[pb.Behavior(name="x", question="why " * 25_000)]
+            )
+        ),
+        "longer than 200 characters",
+    ),
+]
+
+
+def test_refused_open_reaches_a_camera_that_keeps_writing_20_times_in_a_row():
+    with running_server(FakeEngine()) as address:
+
+        async def attempts():  # noqa: ANN202
+            out = []
+            for i in range(20):
+                first, needle = BAD_OPENS[i % len(BAD_OPENS)]
+                _, err = await _stream(address, _writing_camera(first))
+                out.append((err, needle))
+            return out
+
+        for err, needle in asyncio.run(attempts()):
+            assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+            assert needle in err.details()
+
+
+# -- 4. idle streams end; the stream cap ----------------------------------------------------------------------
+
+
+def test_a_stream_that_sends_no_chunk_ends_with_a_status_naming_the_idle_timeout():
+    async def open_then_wait():  # noqa: ANN202
+        yield OPEN_H264
+        await asyncio.sleep(30)  # holds the stream open, sends nothing (keepalive pings are not chunks)
+
+    with running_server(FakeEngine(), idle_timeout_s=1.0) as address:
+        start = time.monotonic()
+        got, err = asyncio.run(_stream(address, open_then_wait(), timeout=20))
+        elapsed = time.monotonic() - start
+    assert got and got[0].WhichOneof("kind") == "accepted"
+    assert err is not None and err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "idle_timeout_s=1" in err.details()
+    assert elapsed < 10, "ended by the server's idle timeout, not by the client's deadline"
+
+
+def test_a_camera_that_sends_chunks_is_not_idle():
+    units = smooth_units(3, width=96, height=64)
+    with running_server(FakeEngine(), idle_timeout_s=0.5) as address:
+        report = asyncio.run(run_camera(address, "paced", units, speed=1.0, want_scores=True))
+    assert report.error is None and report.scores
+
+
+def test_streams_beyond_max_streams_are_refused_naming_the_limit():
+    async def held():  # noqa: ANN202
+        yield OPEN_H264
+        await asyncio.sleep(30)
+
+    with running_server(FakeEngine(), max_streams=2) as address:
+
+        async def scenario():  # noqa: ANN202
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = pb_grpc.BehaviorStreamStub(channel)
+                calls = [stub.Stream(held()) for _ in range(2)]
+                for call in calls:
+                    assert (await call.read()).WhichOneof("kind") == "accepted"
+                _, err = await _stream(address, _writing_camera(OPEN_H264, chunks=20))
+                for call in calls:
+                    call.cancel()
+                await asyncio.sleep(0.3)  # the cancelled streams leave the server
+                got, after = await _stream(address, [OPEN_H264])
+                return err, got, after
+
+        err, got, after = asyncio.run(scenario())
+    assert err is not None and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "max_streams=2" in err.details()
+    assert after is None and got[0].WhichOneof("kind") == "accepted", "room again once streams leave"
+
+
+# -- 5. the documented chunk limit is the enforced one --------------------------------------------------------
+
+
+def test_a_chunk_of_exactly_max_chunk_bytes_is_accepted_and_one_byte_more_is_refused_naming_the_limit():
+    limit = ServerConfig().max_chunk_bytes
+    assert limit == 8 << 20
+    with running_server(FakeEngine()) as address:
+        exact = [OPEN_H264, pb.CameraMessage(chunk=pb.VideoChunk(data=b"\0" * limit, seq=1))]
+        got, err = asyncio.run(_stream(address, exact))
+        assert err is None, err
+        assert got[0].WhichOneof("kind") == "accepted"
+        over = _writing_camera(OPEN_H264, chunks=3, size=limit + 1)
+        _, err = asyncio.run(_stream(address, over))
+    assert err is not None and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"max_chunk_bytes={limit}" in err.details()
+
+
+# -- 6. the governor follows the configured batch wait ---------------------------------------------------------
+
+
+def test_a_long_max_wait_on_an_idle_server_is_not_overload():
+    units = smooth_units(8, width=96, height=64)
+    config = ServerConfig(port=0, batch=BatchPolicy(max_batch=8, max_wait_ms=1000))
+    with serving(FakeEngine(), config) as (address, _):
+
+        async def three():  # noqa: ANN202
+            return await asyncio.gather(
+                *(run_camera(address, f"cam-{i}", units, speed=1.0, sample_fps=2.0) for i in range(3))
+            )
+
+        reports = asyncio.run(three())
+    for r in reports:
+        assert r.error is None
+        assert not [w for w in r.warnings if w.code == "RATE_REDUCED"], [w.message for w in r.warnings]

@@ -88,3 +88,66 @@ def test_limits_are_validated() -> None:
 
     with pytest.raises(ValueError, match=">= 1"):
         ReadAhead(empty(), max_messages=0, max_bytes=1, max_batch=1)
+
+
+def test_idle_clock_counts_only_time_waiting_for_the_camera_and_restarts_at_each_chunk() -> None:
+    async def main() -> tuple[bool, bool, bool, bool]:
+        gate = asyncio.Event()
+
+        async def camera():  # noqa: ANN202
+            yield chunk(1)
+            await gate.wait()
+            yield pb.CameraMessage(update=pb.BehaviorUpdate())  # not a chunk: the idle clock keeps running
+            await asyncio.sleep(3600)
+
+        ahead = ReadAhead(camera(), max_messages=8, max_bytes=1 << 20, max_batch=8)
+        task = asyncio.create_task(ahead.run())
+        await asyncio.sleep(0.05)
+        first = ahead.idle_since_ns
+        gate.set()
+        await asyncio.sleep(0.05)
+        kept = ahead.idle_since_ns == first
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return first is not None, kept, ahead.idle_since_ns is None, ahead._done
+
+    waiting, kept, cleared, done = asyncio.run(main())
+    assert waiting and kept and cleared and done
+
+
+def test_a_full_buffer_is_not_idle_time() -> None:
+    async def main() -> object:
+        ahead = ReadAhead(source(50, []), max_messages=2, max_bytes=1 << 20, max_batch=50)
+        task = asyncio.create_task(ahead.run())
+        await asyncio.sleep(0.05)  # blocked on room: flow control is holding the camera back
+        since = ahead.idle_since_ns
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return since
+
+    assert asyncio.run(main()) is None
+
+
+def test_drain_discards_what_arrives_and_returns_once_the_camera_pauses() -> None:
+    async def main() -> tuple[int, float, list]:
+        pulled: list[int] = []
+
+        async def burst_then_pause():  # noqa: ANN202
+            async for m in source(30, pulled):
+                yield m
+            await asyncio.sleep(3600)
+
+        ahead = ReadAhead(burst_then_pause(), max_messages=4, max_bytes=1 << 20, max_batch=4)
+        task = asyncio.create_task(ahead.run())
+        await asyncio.sleep(0.02)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await ahead.drain(quiet_s=0.05, max_s=5.0)
+        took = loop.time() - start
+        left = list(ahead._buffer)
+        task.cancel()
+        return len(pulled), took, left
+
+    pulled, took, left = asyncio.run(main())
+    assert pulled == 30, "everything the camera wrote was read (so none of its writes is left in flight)"
+    assert took < 2.0 and left == [], "returned at the pause, nothing kept"

@@ -99,6 +99,19 @@ def test_governor_cuts_rate_only_for_a_standing_queue_and_restores_it():
     assert g.scale == 1.0 and any(changes) and changes[-1] is False
 
 
+def test_governor_counts_the_configured_batch_wait_as_design_not_overload():
+    policy = GovernorPolicy(decrease=0.5, window_s=2)
+    short, long = RateGovernor(policy, max_wait_ms=50), RateGovernor(policy, max_wait_ms=1000)
+    for g in (short, long):  # every batch's oldest frame waited the long configured batch wait, 1.1 s
+        for _ in range(4):
+            g.tick(waits_ms=[1100], elapsed_s=1, service_ms=5)
+    assert short.scale < 1.0, "with a 50 ms batch wait, 1.1 s of waiting is a standing queue"
+    assert long.scale == 1.0, "with a 1 s batch wait, 1.1 s is what batching costs"
+    for _ in range(4):
+        long.tick(waits_ms=[1600], elapsed_s=1, service_ms=5)
+    assert long.scale < 1.0, "beyond the wait plus the overload allowance it is overload again"
+
+
 def test_governor_restores_the_full_rate_at_once_when_the_model_goes_idle():
     g = RateGovernor(GovernorPolicy(decrease=0.5, recover_after_s=60, window_s=2))
     for _ in range(6):
