@@ -10,6 +10,7 @@ from fractions import Fraction
 import av
 import grpc
 import numpy as np
+import pytest
 from factories import FakeEngine, cameras_with_sessions, running_server, serving
 
 from ingest.config import ServerConfig
@@ -103,7 +104,8 @@ def _vm_kb(pid: int, field: str) -> int:
 PICTURE_GROWTH_BOUND_MB = 64  # decoder references + a few sampled pictures; 100 s of 640x360 decoded is ~520 MB
 
 
-def test_one_chunk_holding_100_s_of_video_keeps_server_memory_bounded(tmp_path):
+@pytest.mark.parametrize("policy", [pb.DROP_OLDEST, pb.WAIT], ids=["live", "replay"])
+def test_one_chunk_holding_100_s_of_video_keeps_server_memory_bounded(tmp_path, policy):
     from bench.load import session_stats_from_log
     from simulators.fleet import server_subprocess
 
@@ -118,7 +120,9 @@ def test_one_chunk_holding_100_s_of_video_keeps_server_memory_bounded(tmp_path):
             f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
         before_kb = _vm_kb(proc.pid, "VmHWM")
         chunk = pb.CameraMessage(chunk=pb.VideoChunk(data=blob, seq=1, pts_us=units[0].pts_us or 1))
-        opening = pb.CameraMessage(open=pb.StreamOpen(device_id="big", codec=pb.CODEC_H264, want_scores=True))
+        opening = pb.CameraMessage(
+            open=pb.StreamOpen(device_id="big", codec=pb.CODEC_H264, want_scores=True, buffer_policy=policy)
+        )
         got, err = asyncio.run(_stream(address, [opening, chunk], timeout=120))
         peak_kb = _vm_kb(proc.pid, "VmHWM")
     assert err is None, err
@@ -131,6 +135,8 @@ def test_one_chunk_holding_100_s_of_video_keeps_server_memory_bounded(tmp_path):
     dropped = sum(stats.get("dropped", {}).values())  # type: ignore[union-attr]
     assert stats["frames_sampled"] == scored + dropped, "every sampled frame is scored or counted as dropped"
     assert scored == stats["frames_scored"]
+    if policy == pb.WAIT:
+        assert dropped == 0 and scored == 100, "a replay is slowed down, never dropped: one frame per second of video"
 
 
 # -- 3. a refused open keeps its reason for a camera that keeps writing ---------------------------------------
