@@ -78,9 +78,10 @@ class ReadAhead:
             self.idle_since_ns = None
             self._ready.set()
 
-    async def drain(self, *, quiet_s: float = 0.025, max_s: float = 2.0) -> None:
+    async def drain(self, *, quiet_s: float = 0.25, max_s: float = 2.0) -> None:
         """Discard what is buffered and what still arrives until the camera half-closes, pauses for `quiet_s`, or
-        `max_s` pass, so that the status the stream then ends with reaches it.
+        `max_s` pass, so that the status the stream then ends with reaches it. The pause is long (a quarter second)
+        because a busy client stalls between writes: a camera that merely stalled would be hit mid-write.
 
         Why: grpc's asyncio client reports INTERNAL ("Internal error from Core") instead of the server's status when
         one of its writes is in flight as the status arrives (grpc/grpc#36066); a camera that writes chunks right

@@ -151,6 +151,7 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
                 await context.abort(code, details)
         finally:
             reader.cancel()
+            session.close_input()
             del self.sessions[session_id]
             self.batcher.forget(session_id)
             log.info("camera %s disconnected (session %s): %s", spec.device_id, session_id, session.stats)
@@ -197,8 +198,8 @@ async def refuse(
 ) -> None:
     """End a stream before it opens, with `code` and `details` intact for a camera that keeps writing.
 
-    The camera's messages are read (and discarded) until it pauses, half-closes or 2 s pass: ending the call under a
-    client write in flight would turn the status into INTERNAL on grpc's asyncio client (grpc/grpc#36066)."""
+    The camera's messages are read (and discarded) until it pauses (1/4 s), half-closes or 2 s pass: ending the call
+    under a client write in flight would turn the status into INTERNAL on grpc's asyncio client (grpc/grpc#36066)."""
     log.info("stream refused (%s): %s", code.name, details)
     ahead = ReadAhead(messages, max_messages=1, max_bytes=1, max_batch=1)
     reader = asyncio.create_task(ahead.run(), name="refused-stream")

@@ -121,6 +121,7 @@ class Session:
         self._last_drop_warning_ns = 0
         self._last_seen = (0, 0)  # (pts_us, frame_seq) of the newest scored frame
         self._ahead: ReadAhead | None = None
+        self._reader: asyncio.Task[None] | None = None
         #: set when the server ends this stream early: the gRPC status code and its reason
         self.end_status: tuple[grpc.StatusCode, str] | None = None
 
@@ -138,7 +139,7 @@ class Session:
         ahead = self._ahead = ReadAhead(
             messages, max_messages=self._readahead_chunks, max_bytes=self._readahead_bytes, max_batch=_DECODE_BATCH
         )
-        reader = asyncio.create_task(ahead.run(), name=f"readahead-{self.session_id}")
+        reader = self._reader = asyncio.create_task(ahead.run(), name=f"readahead-{self.session_id}")
         try:
             async for batch in ahead.batches():
                 if self._finished:
@@ -171,7 +172,8 @@ class Session:
                 if chunks:
                     await self._decode_all(self._pictures(chunks))
         finally:
-            reader.cancel()
+            if self.end_status is None:  # else the reader stays to drain the camera's writes (drain_input)
+                reader.cancel()
         await self._decode_all(self._decoder.flush_frames(self._counts))
         self._input_done = True
         self._maybe_finish()
@@ -371,6 +373,12 @@ class Session:
         """Before an early status: let a camera that is still writing finish (see ReadAhead.drain)."""
         if self._ahead is not None:
             await self._ahead.drain()
+        self.close_input()
+
+    def close_input(self) -> None:
+        """Stop reading the camera (the stream is over)."""
+        if self._reader is not None:
+            self._reader.cancel()
 
     async def messages(self) -> AsyncIterator[pb.ServerMessage]:
         """The stream back to the camera; ends after the camera half-closed and every frame was answered."""
