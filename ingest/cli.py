@@ -23,6 +23,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-fps", type=float, dest="default_sample_fps", help="default frames/s per camera")
     p.add_argument("--max-batch", type=int, help="most frames per model call")
     p.add_argument("--max-wait-ms", type=float, help="longest a frame waits for a batch to fill")
+    sec = p.add_argument_group("transport security (docs/security.md)")
+    sec.add_argument("--tls-cert", help="server certificate chain (PEM); turns on TLS (default: none = plaintext)")
+    sec.add_argument("--tls-key", help="private key (PEM) of --tls-cert (default: none)")
+    sec.add_argument(
+        "--client-ca",
+        help="CA (PEM) of the cameras' client certificates: mutual TLS, certificates required (default: none)",
+    )
+    sec.add_argument(
+        "--token-key",
+        help="HMAC secret or Ed25519 key file that verifies bearer tokens (TLS without --client-ca) (default: none)",
+    )
+    sec.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="allow plaintext (no TLS, no credential check) on a non-loopback --host (default: off)",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -41,6 +58,11 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201
         artifacts=args.artifacts,
         threads=args.threads,
         default_sample_fps=args.default_sample_fps,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.client_ca,
+        token_key=args.token_key,
+        insecure=args.insecure,
     )
     batch = {k: v for k, v in (("max_batch", args.max_batch), ("max_wait_ms", args.max_wait_ms)) if v is not None}
     return replace(cfg, batch=replace(cfg.batch, **batch)) if batch else cfg

@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
+from ingest.transport import SecuritySettings
 from streaming.batcher import BatchPolicy
 from streaming.events import EventRule
 
@@ -44,6 +45,12 @@ class ServerConfig:
     events: EventRule = field(default_factory=EventRule)  # the event rule of every behavior ...
     behavior_events: dict[str, EventRule] = field(default_factory=dict)  # ... unless named here
     warn_interval_s: float = 5.0  # at most one drop warning per camera per interval
+    # Transport security (docs/security.md): no tls_cert = plaintext, allowed off loopback only with insecure.
+    tls_cert: str | None = None  # server certificate chain (PEM)
+    tls_key: str | None = None  # its private key (PEM)
+    client_ca: str | None = None  # CA of the cameras' client certificates: mutual TLS, certificates required
+    token_key: str | None = None  # TLS without client_ca: HMAC secret or Ed25519 key file verifying bearer tokens
+    insecure: bool = False  # allow plaintext on a non-loopback host
 
     def __post_init__(self) -> None:
         if self.backend not in get_args(Backend):
@@ -65,11 +72,16 @@ class ServerConfig:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if not self.idle_timeout_s >= 0:
             raise ValueError(f"idle_timeout_s: must be >= 0 (0 = never), got {self.idle_timeout_s}")
+        self.security.validate()
 
     @property
     def max_receive_message_bytes(self) -> int:
         """gRPC's receive limit: a chunk of exactly max_chunk_bytes plus its protobuf framing must fit."""
         return self.max_chunk_bytes + MESSAGE_FRAMING_BYTES
+
+    @property
+    def security(self) -> SecuritySettings:
+        return SecuritySettings(self.host, self.tls_cert, self.tls_key, self.client_ca, self.token_key, self.insecure)
 
     @classmethod
     def load(cls, path: str | None = None, env: dict[str, str] | None = None, **flags: Any) -> ServerConfig:

@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from inference.types import Engine, VQARequest, VQAResult
-from ingest import wire
+from ingest import auth, transport, wire
 from ingest.config import ServerConfig
 from ingest.readahead import ReadAhead
 from ingest.session import Session
@@ -118,6 +118,7 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"the server already holds max_streams={cfg.max_streams} streams; retry later or elsewhere",
             )
+        auth.bind_device(auth.current_identity(), spec.device_id)  # Refused: answered by the AuthInterceptor
         session_id = uuid.uuid4().hex[:12]
         session = Session(
             spec,
@@ -239,6 +240,7 @@ class PetstreamServer:
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self.port = 0
+        self.auth = auth.AuthInterceptor(transport.authenticator(config.security))  # .refusals: counts by reason
 
     async def start(self) -> int:
         cfg = self.config
@@ -251,14 +253,20 @@ class PetstreamServer:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.so_reuseport", 1),
         ]
-        server = grpc.aio.server(options=options)  # never compress video: no compression set
+        server = grpc.aio.server(options=options, interceptors=[self.auth])  # never compress video
         pb_grpc.add_BehaviorStreamServicer_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
-        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        credentials = transport.server_credentials(cfg.security)
+        address = f"{cfg.host}:{cfg.port}"
+        if credentials is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            self.port = server.add_secure_port(address, credentials)
         if self.port == 0:
-            raise RuntimeError(f"could not bind {cfg.host}:{cfg.port}")
+            raise RuntimeError(f"could not bind {address}")
+        log.info("%s", transport.describe(cfg.security, f"{cfg.host}:{self.port}"))
         self.service.start()
         await server.start()
         await _set_health(self.health, SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)

@@ -11,6 +11,7 @@ import grpc
 
 from protos.petstream.v1 import petstream_pb2 as pb
 from protos.petstream.v1 import petstream_pb2_grpc as pb_grpc
+from simulators.credentials import ClientSecurity, open_channel
 from simulators.video import EncodedUnit, WireCodec
 
 _CODECS = {"h264": pb.CODEC_H264, "hevc": pb.CODEC_HEVC, "mjpeg": pb.CODEC_MJPEG}
@@ -89,12 +90,13 @@ async def run_camera(
     wait: bool | None = None,
     sampling: str = "",
     still_recheck_s: float = 0.0,
+    security: ClientSecurity | None = None,
 ) -> CameraReport:
     """Stream `units` (paced to their pts at `speed`× real time; 0 = as fast as possible) and gather replies."""
     report = CameraReport(device_id, speed=speed)
     wait = speed == 0 if wait is None else wait  # replay faster than real time: ask the server not to drop
     own_channel = channel is None
-    channel = channel or grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    channel = channel or open_channel(target, security, CHANNEL_OPTIONS)
     stub = pb_grpc.BehaviorStreamStub(channel)
     first = open_message or pb.CameraMessage(
         open=pb.StreamOpen(

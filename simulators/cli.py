@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 import tempfile
+
+from simulators.credentials import add_arguments as add_security_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cam.add_argument("--speed", type=float, default=1.0, help="pace relative to real time; 0 = as fast as possible")
     cam.add_argument("--sample-fps", type=float, default=0.0, help="frames/s the server should look at (0 = default)")
     cam.add_argument("--scores", action="store_true", help="also ask for and print FrameScores")
+    add_security_arguments(cam)
     cam.set_defaults(func=_camera)
 
     demo = sub.add_parser("demo", help="start a server and three synthetic cameras; print events")
@@ -47,6 +51,11 @@ def _session_args(p: argparse.ArgumentParser, seconds: float) -> None:
     p.add_argument("--height", type=int, default=360)
     p.add_argument("--speed", type=float, default=1.0, help="pace relative to real time")
     p.add_argument("--server-arg", action="append", default=[], help="extra argument for `petstream serve`")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="run over mutual TLS with a throwaway CA and one certificate per camera (default: plaintext on loopback)",
+    )
 
 
 def _print_message(device_id: str, msg) -> None:  # noqa: ANN001
@@ -59,8 +68,15 @@ def _print_message(device_id: str, msg) -> None:  # noqa: ANN001
 
 def _camera(args: argparse.Namespace) -> int:
     from simulators.camera import format_message, run_camera
+    from simulators.credentials import from_args
     from simulators.fleet import fleet_specs, run_fleet
     from simulators.video import clip_units
+
+    try:
+        security = from_args(args)
+    except (ValueError, OSError) as exc:
+        print(f"petstream camera: {exc}", file=sys.stderr)
+        return 2
 
     def on_message(device_id: str, msg) -> None:  # noqa: ANN001
         line = format_message(device_id, msg)
@@ -85,6 +101,7 @@ def _camera(args: argparse.Namespace) -> int:
                     want_scores=args.scores,
                     sample_fps=args.sample_fps,
                     on_message=on_message,
+                    security=security,
                 )
             )
         ]
@@ -110,6 +127,7 @@ def _camera(args: argparse.Namespace) -> int:
                 want_scores=args.scores,
                 sample_fps=args.sample_fps,
                 on_message=on_message,
+                security=security,
             )
         )
     failed = [r for r in reports if r.error]
@@ -129,14 +147,21 @@ def run_session(args: argparse.Namespace, *, print_events: bool) -> dict:
 
     log_path = tempfile.NamedTemporaryFile(prefix="petstream-server-", suffix=".log", delete=False).name
     print(f"starting server (model {args.model}); its log: {log_path}", flush=True)
-    with server_process(["--model", args.model, *args.server_arg], log_path=log_path) as address:
-        print(f"server listening on {address}; streaming {args.cameras} cameras for {args.seconds:g} s", flush=True)
-        specs = fleet_specs(args.cameras, seed=args.seed, width=args.width, height=args.height, seconds=args.seconds)
-        reports = asyncio.run(
-            run_fleet(
-                address, specs, speed=args.speed, want_scores=True, on_message=_print_message if print_events else None
+    specs = fleet_specs(args.cameras, seed=args.seed, width=args.width, height=args.height, seconds=args.seconds)
+    with tempfile.TemporaryDirectory(prefix="petstream-pki-") as pki:
+        server_args, security = _session_security(args.tls, pki, [s.device_id for s in specs])
+        with server_process(["--model", args.model, *server_args, *args.server_arg], log_path=log_path) as address:
+            print(f"server listening on {address}; streaming {args.cameras} cameras for {args.seconds:g} s", flush=True)
+            reports = asyncio.run(
+                run_fleet(
+                    address,
+                    specs,
+                    speed=args.speed,
+                    want_scores=True,
+                    on_message=_print_message if print_events else None,
+                    security=security,
+                )
             )
-        )
     behaviors = list(BEHAVIORS)
     per_camera = [score_camera(r, behaviors) for r in reports]
     merged = merge_scores(per_camera)
@@ -156,6 +181,25 @@ def run_session(args: argparse.Namespace, *, print_events: bool) -> dict:
             r.device_id: {b: s.as_dict() for b, s in sc.items()} for r, sc in zip(reports, per_camera, strict=True)
         },
     }
+
+
+def _session_security(tls: bool, pki: str, devices: list[str]):  # noqa: ANN202
+    """Server arguments and each camera's credentials: plaintext on loopback, or mTLS with throwaway certificates."""
+    from simulators.credentials import ClientSecurity
+
+    if not tls:
+        print(
+            "security: this demo runs WITHOUT TLS (plaintext on loopback, no credential check); "
+            "--tls runs it over mutual TLS with throwaway certificates",
+            flush=True,
+        )
+        return [], None
+    # `petstream certs` (the server side's tool) makes the CA, so this client layer does not import the server's code
+    cmd = [sys.executable, "-m", "petstream.cli", "certs", "--out", pki, *(a for d in devices for a in ("--device", d))]
+    subprocess.run(cmd, check=True, capture_output=True)
+    print(f"security: mutual TLS; throwaway CA and certificates in {pki} (deleted afterwards)", flush=True)
+    server_args = ["--tls-cert", f"{pki}/server.pem", "--tls-key", f"{pki}/server.key", "--client-ca", f"{pki}/ca.pem"]
+    return server_args, lambda d: ClientSecurity(ca=f"{pki}/ca.pem", cert=f"{pki}/{d}.pem", key=f"{pki}/{d}.key")
 
 
 def _demo(args: argparse.Namespace) -> int:

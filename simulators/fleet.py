@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from protos.petstream.v1 import petstream_pb2 as pb
 from simulators.camera import CameraReport, run_camera
+from simulators.credentials import ClientSecurity
 from simulators.video import WireCodec, synthetic_units
 
 
@@ -61,7 +62,9 @@ async def run_fleet(
     want_scores: bool = False,
     sample_fps: float = 0.0,
     on_message: Callable[[str, pb.ServerMessage], None] | None = None,
+    security: ClientSecurity | Callable[[str], ClientSecurity] | None = None,
 ) -> list[CameraReport]:
+    """Run every camera of `specs` at once; `security` is one for all, or a function of the device id."""
     tasks = [
         run_camera(
             target,
@@ -72,6 +75,7 @@ async def run_fleet(
             want_scores=want_scores,
             sample_fps=sample_fps,
             on_message=on_message,
+            security=security(s.device_id) if callable(security) else security,
         )
         for s in specs
     ]
