@@ -51,6 +51,10 @@ class ServerConfig:
     client_ca: str | None = None  # CA of the cameras' client certificates: mutual TLS, certificates required
     token_key: str | None = None  # TLS without client_ca: HMAC secret or Ed25519 key file verifying bearer tokens
     insecure: bool = False  # allow plaintext on a non-loopback host
+    # Limits (docs/protocol.md "Limits"); a hit ends the stream naming the limit. 0 = unlimited where noted.
+    max_decoded_pixels: int = 3840 * 2160  # width x height any SPS, JPEG or Ask image may declare (0 = unlimited)
+    max_chunks_per_s: float = 1000.0  # per device, averaged over 2 s (0 = unlimited)
+    max_bitrate_bps: float = 100e6  # video bits per second per device, averaged over 2 s (0 = unlimited)
 
     def __post_init__(self) -> None:
         if self.backend not in get_args(Backend):
@@ -72,6 +76,9 @@ class ServerConfig:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if not self.idle_timeout_s >= 0:
             raise ValueError(f"idle_timeout_s: must be >= 0 (0 = never), got {self.idle_timeout_s}")
+        for name in ("max_decoded_pixels", "max_chunks_per_s", "max_bitrate_bps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0 (0 = unlimited), got {getattr(self, name)}")
         self.security.validate()
 
     @property

@@ -13,6 +13,7 @@ import av
 import av.logging
 from av.video.codeccontext import VideoCodecContext
 
+from ingest.limits import check_picture_size
 from streaming.sampler import DecodeMode
 
 CodecName = Literal["h264", "hevc", "mjpeg"]
@@ -86,6 +87,7 @@ class StreamDecoder:
         max_frame_bytes: int = 4 << 20,
         decode_mode: DecodeMode = "all",
         want_packet: Callable[[int, bool, int], bool] | None = None,
+        max_pixels: int = 0,
     ) -> None:
         if codec not in CODECS:
             raise ValueError(f"unknown codec {codec!r}; allowed: {list(CODECS)}")
@@ -95,6 +97,7 @@ class StreamDecoder:
             raise ValueError("decode_mode 'gated' needs want_packet")
         self.codec = codec
         self.max_frame_bytes = max_frame_bytes
+        self.max_pixels = max_pixels  # > 0: a declared picture over it raises limits.LimitExceeded before decoding
         # MJPEG frames are all keyframes and independent: gating applies per frame, nothing to replay.
         self.decode_mode: DecodeMode = decode_mode
         self._want_packet = want_packet
@@ -118,6 +121,8 @@ class StreamDecoder:
         ctx.thread_count = 1  # one decoder per camera; parallelism comes from many cameras
         if self.decode_mode == "keyframes":
             ctx.skip_frame = "NONKEY"  # non-key frames are parsed but never decoded
+        if self.max_pixels > 0:  # FFmpeg's own check as a backstop (headroom: it counts aligned, uncropped sizes)
+            ctx.options = {"max_pixels": str(self.max_pixels * 5 // 4)}
         return ctx
 
     def feed(self, data: bytes, pts_us: int | None = None, ingest_ns: int | None = None) -> DecodeResult:
@@ -207,6 +212,8 @@ class StreamDecoder:
         yield from self._decode_packet(packet, result, parsed=False)
 
     def _decode_packet(self, packet: av.Packet, result: DecodeResult, parsed: bool = True) -> Iterator[RawFrame]:
+        if self.max_pixels > 0:
+            check_picture_size(self.codec, bytes(packet), self.max_pixels)
         if parsed:
             chunk_pts, ingest_ns = self._locate(packet.size)
             pts_us = self._assign_pts(chunk_pts, ingest_ns)

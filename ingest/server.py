@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import io
+import functools
 import logging
 import time
 import uuid
@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -20,6 +19,8 @@ from inference.types import Engine, VQARequest, VQAResult
 from ingest import auth, transport, wire
 from ingest.config import ServerConfig
 from ingest.readahead import ReadAhead
+from ingest.images import decode_image
+from ingest.limits import LimitExceeded
 from ingest.session import Session
 from protos.petstream.v1 import petstream_pb2 as pb
 from protos.petstream.v1 import petstream_pb2_grpc as pb_grpc
@@ -178,7 +179,13 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         loop = asyncio.get_running_loop()
         try:
-            image = await loop.run_in_executor(self._decode_pool, _decode_image, request.image)
+            image = await loop.run_in_executor(
+                self._decode_pool,
+                functools.partial(decode_image, max_pixels=self.config.max_decoded_pixels),
+                request.image,
+            )
+        except LimitExceeded as exc:
+            await context.abort(exc.code, exc.message)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         done: asyncio.Future[Outcome] = loop.create_future()
@@ -217,18 +224,6 @@ def name_os_thread(name: str) -> None:
         ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME (Linux); elsewhere a no-op
     except (OSError, AttributeError):
         pass
-
-
-def _decode_image(data: bytes) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format not in ("JPEG", "PNG"):
-                raise ValueError(f"image format {img.format} is not supported; send JPEG or PNG")
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"image does not decode as JPEG or PNG: {exc}") from None
 
 
 class PetstreamServer:

@@ -10,7 +10,15 @@ from collections.abc import Sequence
 
 # Each package owns its subcommands: module.register(subparsers) adds them, each with set_defaults(func=...).
 # Registering must stay cheap (no torch import) so `petstream --help` is fast.
-_COMMAND_MODULES = ("ingest.cli", "ingest.security_cli", "simulators.cli", "inference.cli", "training.cli", "bench.cli")
+_COMMAND_MODULES = (
+    "ingest.cli",
+    "ingest.security_cli",
+    "simulators.cli",
+    "inference.cli",
+    "training.cli",
+    "bench.cli",
+    "fuzz.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
