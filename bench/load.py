@@ -17,6 +17,7 @@ import av
 
 from protos.petstream.v1 import petstream_pb2 as pb
 from simulators.camera import CameraReport, run_camera
+from simulators.credentials import ClientSecurity
 from simulators.video import CHEAP, EncodedUnit, EncodingProfile, synthetic_units
 
 
@@ -113,6 +114,7 @@ async def run_cameras(
     want_scores: bool = True,
     arrivals: Arrivals | None = None,
     wait: bool | None = None,
+    security: ClientSecurity | None = None,
 ) -> tuple[list[CameraReport], float, float]:
     """Run one camera per entry of `streams` at once; returns the reports and the monotonic start and end."""
     t0 = time.monotonic()
@@ -128,6 +130,7 @@ async def run_cameras(
                 want_scores=want_scores,
                 wait=wait,
                 on_message=arrivals.on_message if arrivals else None,
+                security=security,
             )
             for device_id, units in streams.items()
         )

@@ -74,3 +74,4 @@ def test_demo_prints_events_from_three_cameras():
     events = [line for line in out.stdout.splitlines() if re.search(r" (STARTED|ENDED) ", line)]
     assert {line.split()[0] for line in events} == {"cam-1", "cam-2", "cam-3"}, out.stdout
     assert "events vs the cameras' scripts" in out.stdout
+    assert "runs WITHOUT TLS" in out.stdout
