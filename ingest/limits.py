@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -61,12 +62,12 @@ class DeviceRates:
 
     max_chunks_per_s: float
     max_bitrate_bps: float
-    max_message_bytes: int = 8 << 20
+    max_chunk_bytes: int = 8 << 20
 
     def __post_init__(self) -> None:
         self._chunks = _Bucket(self.max_chunks_per_s, self.max_chunks_per_s * BURST_S)
         # one message of the largest allowed size always fits, however low the bitrate cap
-        bits = max(self.max_bitrate_bps * BURST_S, self.max_message_bytes * 8.0)
+        bits = max(self.max_bitrate_bps * BURST_S, self.max_chunk_bytes * 8.0)
         self._bits = _Bucket(self.max_bitrate_bps, bits)
 
     def take(self, nbytes: int, now_ns: int) -> None:
@@ -85,3 +86,33 @@ class DeviceRates:
                 self.max_bitrate_bps,
                 f"more than {self.max_bitrate_bps:g} bit/s of video over {BURST_S:g} s",
             )
+
+
+class DeviceStreams:
+    """Each device's live streams, oldest first, and the one rate budget they share (dropped with the last)."""
+
+    def __init__(self, max_per_device: int, make_rates: Callable[[], DeviceRates]) -> None:
+        self.max_per_device = max_per_device
+        self._make_rates = make_rates
+        self._streams: dict[str, list[str]] = {}
+        self._rates: dict[str, DeviceRates] = {}
+
+    def to_replace(self, device_id: str) -> list[str]:
+        """The streams a new one for `device_id` replaces (oldest first) to stay within max_per_device."""
+        live = self._streams.get(device_id, [])
+        return live[: max(0, len(live) - self.max_per_device + 1)]
+
+    def add(self, device_id: str, stream_id: str) -> DeviceRates:
+        self._streams.setdefault(device_id, []).append(stream_id)
+        return self._rates.setdefault(device_id, self._make_rates())
+
+    def remove(self, device_id: str, stream_id: str) -> None:
+        live = self._streams.get(device_id, [])
+        if stream_id in live:
+            live.remove(stream_id)
+        if not live:
+            self._streams.pop(device_id, None)
+            self._rates.pop(device_id, None)
+
+    def streams(self, device_id: str) -> list[str]:
+        return list(self._streams.get(device_id, ()))

@@ -18,9 +18,9 @@ from grpc_reflection.v1alpha import reflection
 from inference.types import Engine, VQARequest, VQAResult
 from ingest import auth, transport, wire
 from ingest.config import ServerConfig
-from ingest.readahead import ReadAhead
 from ingest.images import decode_image
-from ingest.limits import LimitExceeded
+from ingest.limits import DeviceRates, DeviceStreams, LimitExceeded
+from ingest.readahead import ReadAhead
 from ingest.session import Session
 from protos.petstream.v1 import petstream_pb2 as pb
 from protos.petstream.v1 import petstream_pb2_grpc as pb_grpc
@@ -50,6 +50,10 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
         self.governor = RateGovernor(max_wait_ms=config.batch.max_wait_ms)
         self._governor_task: asyncio.Task[None] | None = None
         self._idle_task: asyncio.Task[None] | None = None
+        self.devices = DeviceStreams(
+            config.max_streams_per_device,
+            lambda: DeviceRates(config.max_chunks_per_s, config.max_bitrate_bps, config.max_chunk_bytes),
+        )
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -112,15 +116,23 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             )
         except wire.InvalidMessage as exc:
             await refuse(context, messages, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if len(self.sessions) >= cfg.max_streams:
+        auth.bind_device(auth.current_identity(), spec.device_id)  # Refused: answered by the AuthInterceptor
+        replaced = self.devices.to_replace(spec.device_id)  # one live stream per device: the newest wins
+        if len(self.sessions) - len(replaced) >= cfg.max_streams:
             await refuse(
                 context,
                 messages,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"the server already holds max_streams={cfg.max_streams} streams; retry later or elsewhere",
             )
-        auth.bind_device(auth.current_identity(), spec.device_id)  # Refused: answered by the AuthInterceptor
         session_id = uuid.uuid4().hex[:12]
+        for old in replaced:
+            self.sessions[old].fail(
+                grpc.StatusCode.ABORTED,
+                f"replaced by a newer stream of device {spec.device_id!r} (session {session_id}; "
+                f"max_streams_per_device={cfg.max_streams_per_device}): do not reconnect this one",
+            )
+            self.devices.remove(spec.device_id, old)
         session = Session(
             spec,
             session_id,
@@ -135,6 +147,8 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             refresh_waiting=cfg.late_binding,
             readahead_bytes=max(cfg.max_chunk_bytes, cfg.max_frame_bytes),
             max_chunk_bytes=cfg.max_chunk_bytes,
+            max_pixels=cfg.max_decoded_pixels,
+            rates=self.devices.add(spec.device_id, session_id),
         )
         self.sessions[session_id] = session
         session.set_rate_scale(self.governor.scale, notify=self.governor.scale < 1.0)
@@ -155,6 +169,7 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             reader.cancel()
             session.close_input()
             del self.sessions[session_id]
+            self.devices.remove(spec.device_id, session_id)
             self.batcher.forget(session_id)
             log.info("camera %s disconnected (session %s): %s", spec.device_id, session_id, session.stats)
 
@@ -163,6 +178,8 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             await session.consume(messages)
         except asyncio.CancelledError:
             raise
+        except LimitExceeded as exc:  # e.g. an SPS over max_decoded_pixels: the stream ends naming the limit
+            session.fail(exc.code, exc.message)
         except Exception as exc:  # a broken reader ends this camera's stream, never the server
             log.exception("camera %s: reader failed", session.device_id)
             session.warn("INTERNAL", f"stream reader failed: {exc}")

@@ -16,6 +16,7 @@ import grpc
 from inference.types import Question, VQARequest, VQAResult
 from ingest import wire
 from ingest.decoder import DecodeResult, RawFrame, StreamDecoder
+from ingest.limits import DeviceRates, LimitExceeded
 from ingest.readahead import ReadAhead
 from protos.petstream.v1 import petstream_pb2 as pb
 from streaming import sampler as sampling
@@ -89,8 +90,11 @@ class Session:
         readahead_bytes: int = 4 << 20,
         refresh_waiting: bool = True,
         max_chunk_bytes: int = 8 << 20,
+        max_pixels: int = 0,
+        rates: DeviceRates | None = None,
     ) -> None:
         self._max_chunk_bytes = max_chunk_bytes
+        self._rates = rates  # the device's chunk-rate and bitrate budget, shared with its other streams
         self._refresh = refresh_waiting
         self._readahead_chunks = readahead_chunks
         self._readahead_bytes = readahead_bytes
@@ -111,6 +115,7 @@ class Session:
             max_frame_bytes=max_frame_bytes,
             decode_mode=self.sampler.decode_mode,
             want_packet=self.sampler.want_packet,
+            max_pixels=max_pixels,
         )
         self._counts = DecodeResult()  # what the decoder counted since the last decode job handed it on
         self._trackers = {q.name: self._tracker(q.name) for q in self.questions}
@@ -156,6 +161,12 @@ class Session:
                                 f"max_chunk_bytes={self._max_chunk_bytes}",
                             )
                             return
+                        if self._rates is not None:
+                            try:
+                                self._rates.take(len(chunk.data), arrival_ns)
+                            except LimitExceeded as exc:
+                                self.fail(exc.code, exc.message)
+                                return
                         self.stats.chunks += 1
                         self.stats.bytes += len(chunk.data)
                         chunks.append((chunk.data, chunk.pts_us or None, arrival_ns))

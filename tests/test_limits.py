@@ -62,7 +62,7 @@ def test_chunk_rate_allows_a_burst_then_names_the_limit() -> None:
 
 
 def test_bitrate_names_the_limit_but_one_max_size_message_always_fits() -> None:
-    rates = DeviceRates(max_chunks_per_s=0, max_bitrate_bps=1_000_000, max_message_bytes=1 << 20)
+    rates = DeviceRates(max_chunks_per_s=0, max_bitrate_bps=1_000_000, max_chunk_bytes=1 << 20)
     rates.take(1 << 20, 0)  # 8 Mbit at once: more than 2 s of the rate, still one allowed message
     with pytest.raises(LimitExceeded, match="max_bitrate_bps=1e\\+06"):
         rates.take(100_000, 1_000)
