@@ -56,6 +56,7 @@ class ServerConfig:
     max_chunks_per_s: float = 1000.0  # per device, averaged over 2 s (0 = unlimited)
     max_bitrate_bps: float = 100e6  # video bits per second per device, averaged over 2 s (0 = unlimited)
     max_streams_per_device: int = 1  # a newer stream of a device beyond this replaces its oldest (ABORTED)
+    max_outbox_messages: int = 256  # replies queued for a camera not reading; then scores/warnings are dropped
 
     def __post_init__(self) -> None:
         if self.backend not in get_args(Backend):
@@ -73,7 +74,7 @@ class ServerConfig:
                 f"default_sample_fps: {self.default_sample_fps} must be in (0, max_sample_fps={self.max_sample_fps}]"
             )
         positive = ("max_chunk_bytes", "max_frame_bytes", "decode_threads", "readahead_chunks", "max_streams")
-        for name in (*positive, "max_streams_per_device"):
+        for name in (*positive, "max_streams_per_device", "max_outbox_messages"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if not self.idle_timeout_s >= 0:

@@ -149,6 +149,7 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             max_chunk_bytes=cfg.max_chunk_bytes,
             max_pixels=cfg.max_decoded_pixels,
             rates=self.devices.add(spec.device_id, session_id),
+            max_outbox=cfg.max_outbox_messages,
         )
         self.sessions[session_id] = session
         session.set_rate_scale(self.governor.scale, notify=self.governor.scale < 1.0)

@@ -50,6 +50,7 @@ class SessionStats:
     warnings: Counter[str] = field(default_factory=Counter)  # by code
     model_errors: int = 0
     events: int = 0
+    outbox_dropped: Counter[str] = field(default_factory=Counter)  # scores/warnings not sent: camera not reading
 
 
 class _FrameRef(NamedTuple):
@@ -92,7 +93,9 @@ class Session:
         max_chunk_bytes: int = 8 << 20,
         max_pixels: int = 0,
         rates: DeviceRates | None = None,
+        max_outbox: int = 256,
     ) -> None:
+        self._max_outbox = max_outbox
         self._max_chunk_bytes = max_chunk_bytes
         self._rates = rates  # the device's chunk-rate and bitrate budget, shared with its other streams
         self._refresh = refresh_waiting
@@ -353,8 +356,15 @@ class Session:
         self.send(wire.warning_message(code, message))
 
     def send(self, msg: pb.ServerMessage) -> None:
-        if not self._finished:
-            self.outbox.put_nowait(msg)
+        """Queue a message for the camera. A camera that does not read its replies fills the outbox: past
+        max_outbox_messages scores and warnings are dropped (counted); events and accepted are always queued."""
+        if self._finished:
+            return
+        kind = msg.WhichOneof("kind")
+        if self.outbox.qsize() >= self._max_outbox and kind in ("scores", "warning"):
+            self.stats.outbox_dropped[kind] += 1
+            return
+        self.outbox.put_nowait(msg)
 
     def _maybe_finish(self) -> None:
         if self._input_done and self._pending == 0 and not self._finished:

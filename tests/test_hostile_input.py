@@ -132,3 +132,34 @@ def test_ask_with_a_decompression_bomb_png_is_refused_naming_the_limit() -> None
         err = asyncio.run(ask(address))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "max_decoded_pixels" in err.details() and "10000x10000" in err.details()
+
+
+def test_outbox_of_a_camera_that_does_not_read_is_bounded_and_drops_are_counted() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ingest import wire
+    from ingest.session import Session
+    from streaming.batcher import Batcher, BatchPolicy
+    from streaming.events import EventRule
+    from streaming.frames import Event
+
+    pool = ThreadPoolExecutor(1)
+    spec = wire.parse_open(
+        pb.CameraMessage(open=pb.StreamOpen(device_id="c", codec=pb.CODEC_H264)), default_fps=1, max_fps=30
+    )
+    session = Session(
+        spec,
+        "s1",
+        batcher=Batcher(FakeEngine().run, BatchPolicy(), pool),
+        decode_executor=pool,
+        image_size=32,
+        rules=lambda _: EventRule(),
+        max_frame_bytes=1 << 20,
+        max_outbox=4,
+    )
+    for i in range(10):
+        session.warn("DECODE_ERROR", f"bad {i}")
+    assert session.outbox.qsize() == 4 and session.stats.outbox_dropped == {"warning": 6}
+    session.send(wire.event_message(Event("c", "barking", "STARTED", 0.9, 1, 1, "e1", 1)))
+    assert session.outbox.qsize() == 5  # events are never dropped
+    pool.shutdown()
