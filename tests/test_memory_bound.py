@@ -102,7 +102,8 @@ def test_hostile_clients_keep_server_rss_under_the_stated_bound() -> None:
     assert all(isinstance(e, grpc.aio.AioRpcError) and e.code() == grpc.StatusCode.INVALID_ARGUMENT for e in ask_errors)
     growth = peak.peak - before
     print(
-        f"RSS before {before:.0f} MB, peak {peak.peak:.0f} MB (+{growth:.0f}), after rounds 2/3 {after_second:.0f}/{after:.0f} MB"
+        f"RSS before {before:.0f} MB, peak {peak.peak:.0f} MB (+{growth:.0f}), "
+        f"after rounds 2/3 {after_second:.0f}/{after:.0f} MB"
     )
     assert growth < PEAK_GROWTH_MB, f"peak RSS grew by {growth:.0f} MB"
     assert after - after_second < LEAK_MB, f"a third round left RSS {after - after_second:.0f} MB higher: a leak"
