@@ -62,7 +62,8 @@ def test_three_streams_of_one_device_each_end_promptly_with_all_scores():
     """A camera that reconnects before its old stream is declared dead: both streams live at once (late binding
     on, a slow model so frames wait and get refreshed). Each ends soon after its camera half-closes."""
     units = smooth_units(4, width=160, height=96)
-    config = ServerConfig(port=0, batch=BatchPolicy(max_batch=2, max_wait_ms=20))
+    # three live streams of one device allowed (by default a newer one replaces the older: test_hostile_input)
+    config = ServerConfig(port=0, batch=BatchPolicy(max_batch=2, max_wait_ms=20), max_streams_per_device=3)
     with serving(FakeEngine(delay_s=0.15), config) as (address, server):
 
         async def camera(i: int):  # noqa: ANN202
@@ -220,7 +221,7 @@ def test_streams_beyond_max_streams_are_refused_naming_the_limit():
         yield OPEN_H264
         await asyncio.sleep(30)
 
-    with running_server(FakeEngine(), max_streams=2) as address:
+    with running_server(FakeEngine(), max_streams=2, max_streams_per_device=3) as address:  # one device id for all
 
         async def scenario():  # noqa: ANN202
             async with grpc.aio.insecure_channel(address) as channel:
