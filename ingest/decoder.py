@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import av
 import av.logging
+import numpy as np
 from av.video.codeccontext import VideoCodecContext
 
 from ingest.limits import check_picture_size
+from streaming.orientation import IDENTITY, Orientation, from_display_matrix
 from streaming.sampler import DecodeMode
 
 CodecName = Literal["h264", "hevc", "mjpeg"]
 CODECS: tuple[CodecName, ...] = ("h264", "hevc", "mjpeg")
 _US = Fraction(1, 1_000_000)
 _DEFAULT_INTERVAL_US = 66_667  # 15 fps, until the stream shows its own cadence
+_FFMPEG_LOG_INTERVAL_NS = 5_000_000_000  # at most one FFmpeg log line per camera per interval (a summary)
 
-av.logging.set_level(av.logging.PANIC)  # decode errors are reported per stream as warnings, not on stderr
+log = logging.getLogger(__name__)
+# FFmpeg's errors reach Python; each decoder captures those of its own calls (thread-local) and logs them with its
+# camera's id. Only errors: FFmpeg takes the GIL for every message passed up, and errors already were.
+av.logging.set_level(av.logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -42,9 +50,17 @@ class RawFrame:
     decoded_ns: int
     key_frame: bool
     candidate: bool = True  # False for frames decoded only to rebuild references (gated decoding)
+    corrupt: bool = False  # FFmpeg concealed damage in this picture (AV_FRAME_FLAG_CORRUPT / decode error flags)
+    orientation: Orientation = IDENTITY  # how to turn it upright: the stream's own orientation, then the mounting
 
     def __repr__(self) -> str:
         return f"RawFrame(pts_us={self.pts_us}, key_frame={self.key_frame}, {self.frame.width}x{self.frame.height})"
+
+    def to_ndarray(self, *, format: str, width: int, height: int) -> np.ndarray:
+        """The picture upright, `width` x `height`: scaled first, so turning it costs only the small copy."""
+        orientation = self.orientation
+        w, h = orientation.source_size(width, height)
+        return orientation.apply(self.frame.to_ndarray(format=format, width=w, height=h, interpolation="AREA"))
 
 
 @dataclass
@@ -88,6 +104,8 @@ class StreamDecoder:
         decode_mode: DecodeMode = "all",
         want_packet: Callable[[int, bool, int], bool] | None = None,
         max_pixels: int = 0,
+        orientation: Orientation = IDENTITY,
+        label: str = "",
     ) -> None:
         if codec not in CODECS:
             raise ValueError(f"unknown codec {codec!r}; allowed: {list(CODECS)}")
@@ -98,6 +116,11 @@ class StreamDecoder:
         self.codec = codec
         self.max_frame_bytes = max_frame_bytes
         self.max_pixels = max_pixels  # > 0: a declared picture over it raises limits.LimitExceeded before decoding
+        self.orientation = orientation  # the camera's mounting
+        self._stream_orientation = IDENTITY  # from the last display orientation SEI (FFmpeg: a display matrix)
+        self.label = label  # the camera's id, for log lines
+        self._ffmpeg_unlogged = 0  # FFmpeg messages since the last line logged
+        self._ffmpeg_logged_ns = 0
         # MJPEG frames are all keyframes and independent: gating applies per frame, nothing to replay.
         self.decode_mode: DecodeMode = decode_mode
         self._want_packet = want_packet
@@ -164,7 +187,8 @@ class StreamDecoder:
         self._chunks.append(_Chunk(self._in_bytes, self._in_bytes + len(data), pts_us, ingest_ns))
         self._in_bytes += len(data)
         try:
-            packets = self._ctx.parse(data)  # compressed packets only: bounded by the chunk's own size
+            with self._ffmpeg_logs():
+                packets = self._ctx.parse(data)  # compressed packets only: bounded by the chunk's own size
         except av.FFmpegError as exc:
             self._reset(result, f"parser failed: {exc}")
             return
@@ -181,7 +205,8 @@ class StreamDecoder:
         """Decode everything still buffered (end of stream), one picture at a time, like frames()."""
         if self.codec != "mjpeg":
             try:
-                packets = self._ctx.parse(b"")
+                with self._ffmpeg_logs():
+                    packets = self._ctx.parse(b"")
             except av.FFmpegError as exc:
                 packets = []
                 result.warnings.append(DecodeWarning("DECODE_ERROR", f"at end of stream: {exc}"))
@@ -190,7 +215,8 @@ class StreamDecoder:
         result.not_decoded += len(self._gop)  # gated packets never wanted: counted, not decoded
         self._gop, self._gop_bytes = [], 0
         try:
-            remaining = self._ctx.decode(None)
+            with self._ffmpeg_logs():
+                remaining = self._ctx.decode(None)
         except av.FFmpegError as exc:
             remaining = []
             result.warnings.append(DecodeWarning("DECODE_ERROR", f"at end of stream: {exc}"))
@@ -263,7 +289,8 @@ class StreamDecoder:
 
     def _decode_one(self, packet: av.Packet, result: DecodeResult) -> Iterator[RawFrame]:
         try:
-            frames = self._ctx.decode(packet)
+            with self._ffmpeg_logs():
+                frames = self._ctx.decode(packet)
         except av.FFmpegError as exc:
             result.warnings.append(
                 DecodeWarning("DECODE_ERROR", f"undecodable data ({exc}); resynchronising at the next keyframe")
@@ -280,7 +307,57 @@ class StreamDecoder:
         if self.decode_mode == "gated":
             candidate = pts in self._candidates
             self._candidates.discard(pts)
-        return RawFrame(frame, pts, ingest_ns, time.monotonic_ns(), bool(frame.key_frame), candidate)
+        return RawFrame(
+            frame,
+            pts,
+            ingest_ns,
+            time.monotonic_ns(),
+            bool(frame.key_frame),
+            candidate,
+            corrupt=frame.is_corrupt,
+            orientation=self._orient(frame),
+        )
+
+    def _orient(self, frame: av.VideoFrame) -> Orientation:
+        """A display orientation SEI holds until the next one or the next keyframe (a new coded video sequence);
+        FFmpeg attaches it (as a display matrix) only to the picture it came with.
+
+        Reading PyAV's side data ties the frame into a reference cycle (frame <-> container): the picture would
+        wait for the garbage collector instead of going back to the decoder's buffer pool (measured: decoding
+        got much slower). So the matrix is read only where `frame.rotation` (cheap) says it turns the picture.
+        Missed: the one orientation of eight whose rotation reads 0, a vertical flip (= a half turn and a mirror)."""
+        if frame.rotation:
+            matrix: Any = frame.side_data.get("DISPLAYMATRIX")
+            self._stream_orientation = from_display_matrix(np.frombuffer(bytes(matrix), dtype=np.int32))
+        elif frame.key_frame:
+            self._stream_orientation = IDENTITY
+        if self._stream_orientation.is_identity:  # nearly always: no new value per frame
+            return self.orientation
+        return self._stream_orientation.then(self.orientation)
+
+    @contextlib.contextmanager
+    def _ffmpeg_logs(self) -> Iterator[None]:
+        """Around one FFmpeg call (never across a yield: the capture is per thread): its messages are logged with
+        this camera's id, at most one line per interval, the rest counted in it."""
+        with av.logging.Capture() as messages:
+            yield
+        if not messages:
+            return
+        self._ffmpeg_unlogged += len(messages)
+        now = time.monotonic_ns()
+        if now - self._ffmpeg_logged_ns < _FFMPEG_LOG_INTERVAL_NS:
+            return
+        _, name, text = messages[0]
+        more = self._ffmpeg_unlogged - 1
+        log.warning(
+            "camera %s: FFmpeg %s decoder: %s%s",
+            self.label or "?",
+            name or self.codec,
+            text.strip(),
+            f" (and {more} more FFmpeg messages since the last line)" if more else "",
+        )
+        self._ffmpeg_unlogged = 0
+        self._ffmpeg_logged_ns = now
 
     def _stamp(self, packet: av.Packet, pts_us: int, ingest_ns: int) -> None:
         packet.pts = pts_us

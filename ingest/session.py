@@ -45,6 +45,7 @@ class SessionStats:
     skipped_by_sampler: int = 0  # decoded, but the sampling policy did not pick it
     not_decoded_by_policy: int = 0  # not even decoded (keyframes-only or compressed-domain gating)
     skipped_resync: int = 0  # packets dropped while waiting for a keyframe after bad data
+    corrupt: int = 0  # decoded pictures FFmpeg flagged as concealed damage: never sampled or scored
     refreshed: int = 0  # live cameras: a waiting sampled frame's picture replaced by a newer one (late binding)
     dropped: Counter[str] = field(default_factory=Counter)  # by reason: backpressure, stale, shutdown
     warnings: Counter[str] = field(default_factory=Counter)  # by code
@@ -119,6 +120,8 @@ class Session:
             decode_mode=self.sampler.decode_mode,
             want_packet=self.sampler.want_packet,
             max_pixels=max_pixels,
+            orientation=spec.orientation,
+            label=spec.device_id,
         )
         self._counts = DecodeResult()  # what the decoder counted since the last decode job handed it on
         self._trackers = {q.name: self._tracker(q.name) for q in self.questions}
@@ -127,6 +130,7 @@ class Session:
         self._finished = False
         self._warn_interval_ns = int(warn_interval_s * 1e9)
         self._last_drop_warning_ns = 0
+        self._corrupt_warned = (0, 0)  # (corrupt count reported, when)
         self._last_seen = (0, 0)  # (pts_us, frame_seq) of the newest scored frame
         self._ahead: ReadAhead | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -221,10 +225,13 @@ class Session:
         for raw in pictures:
             seq = self.stats.frames_decoded
             self.stats.frames_decoded += 1
+            if raw.corrupt:  # concealed damage: not a picture to score, nor a motion reference, nor a late binding
+                self.stats.corrupt += 1
+                continue
             thumb = None
             if sampler.needs_thumbnail:
                 w, h = sampling.THUMB_SIZE
-                thumb = raw.frame.to_ndarray(format="gray", width=w, height=h, interpolation="AREA")
+                thumb = raw.to_ndarray(format="gray", width=w, height=h)
             if not raw.candidate or not sampler.should_sample(FrameInfo(raw.pts_us, raw.key_frame, thumb)):
                 self.stats.skipped_by_sampler += 1
                 if raw.candidate and late_binding:
@@ -241,7 +248,7 @@ class Session:
 
     def _scaled(self, raw: RawFrame, seq: int) -> DecodedFrame:
         size = self._image_size
-        image = raw.frame.to_ndarray(format="rgb24", width=size, height=size, interpolation="AREA")
+        image = raw.to_ndarray(format="rgb24", width=size, height=size)
         return DecodedFrame(self.device_id, seq, raw.pts_us, raw.ingest_ns, raw.decoded_ns, raw.key_frame, image)
 
     def _late_request(self, raw: RawFrame, seq: int) -> Callable[[], VQARequest]:
@@ -257,6 +264,7 @@ class Session:
         self.stats.skipped_resync += decoded.result.skipped_frames
         for w in decoded.result.warnings:
             self.warn(w.code, w.message)
+        self._warn_corrupt()
         if decoded.fresher is not None:
             raw, seq = decoded.fresher
             ref = _FrameRef(seq, raw.pts_us, raw.ingest_ns, raw.decoded_ns)
@@ -336,6 +344,20 @@ class Session:
             counts = ", ".join(f"{k}={v}" for k, v in sorted(self.stats.dropped.items()))
             self.warn("FRAMES_DROPPED", f"the server is behind; sampled frames dropped so far: {counts}")
 
+    def _warn_corrupt(self, *, final: bool = False) -> None:
+        """CORRUPT_DATA at the first damaged picture, then at most once per warning interval while more come, and
+        once at the end of the stream for any not yet reported."""
+        reported, at_ns = self._corrupt_warned
+        count = self.stats.corrupt
+        now = time.monotonic_ns()
+        if count > reported and (final or reported == 0 or now - at_ns >= self._warn_interval_ns):
+            self._corrupt_warned = (count, now)
+            self.warn(
+                "CORRUPT_DATA",
+                f"{count - reported} damaged picture(s) (decoded with concealed errors) not scored; "
+                f"{count} so far on this stream",
+            )
+
     def set_rate_scale(self, scale: float, *, notify: bool) -> None:
         """The overload governor's rate scale; replays (WAIT) are slowed by flow control instead."""
         if self.spec.wait or self.sampler.rate_scale == scale:
@@ -368,6 +390,7 @@ class Session:
 
     def _maybe_finish(self) -> None:
         if self._input_done and self._pending == 0 and not self._finished:
+            self._warn_corrupt(final=True)
             pts, seq = self._last_seen
             for tracker in self._trackers.values():
                 self._emit(tracker.end(pts, seq))

@@ -9,6 +9,7 @@ from inference.types import DEFAULT_QUESTIONS, Question
 from ingest.decoder import CodecName
 from protos.petstream.v1 import petstream_pb2 as pb
 from streaming.frames import Event, FrameScore
+from streaming.orientation import IDENTITY, ROTATIONS, Orientation
 
 MAX_DEVICE_ID = 128
 MAX_BEHAVIORS = 16
@@ -40,6 +41,7 @@ class StreamSpec:
     wait: bool = False  # buffer policy WAIT (never drop) instead of DROP_OLDEST
     sampling: str = "rate"  # a name in streaming.sampler's registry
     still_recheck_s: float = 20.0
+    orientation: Orientation = IDENTITY  # the camera's mounting, applied after any orientation in the stream
 
 
 def parse_questions(behaviors: list[pb.Behavior] | None) -> tuple[Question, ...]:
@@ -100,6 +102,11 @@ def parse_open(
     recheck = o.still_recheck_s
     if math.isnan(recheck) or recheck < 0:
         raise InvalidMessage(f"open.still_recheck_s {recheck} must be >= 0 (0 = server default)")
+    if o.orientation.rotate_degrees not in ROTATIONS:
+        raise InvalidMessage(
+            f"open.orientation.rotate_degrees {o.orientation.rotate_degrees} is not one of {list(ROTATIONS)} "
+            "(degrees clockwise)"
+        )
     fps = o.sample_fps
     if math.isnan(fps) or fps < 0 or fps > max_fps:
         raise InvalidMessage(f"open.sample_fps {fps} must be in [0, {max_fps}] (0 = server default)")
@@ -112,6 +119,7 @@ def parse_open(
         wait=o.buffer_policy == pb.WAIT,
         sampling=_SAMPLING.get(o.sampling, default_sampling),
         still_recheck_s=recheck or default_still_recheck_s,
+        orientation=Orientation(o.orientation.rotate_degrees, o.orientation.flip_horizontal),
     )
 
 
@@ -129,6 +137,7 @@ def accepted(session_id: str, spec: StreamSpec, questions: tuple[Question, ...],
             behaviors=[pb.Behavior(name=q.name, question=q.text) for q in questions],
             sample_fps=spec.sample_fps,
             model=model,
+            orientation=pb.Orientation(rotate_degrees=spec.orientation.rotate, flip_horizontal=spec.orientation.flip),
         )
     )
 

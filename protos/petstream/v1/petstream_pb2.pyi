@@ -60,7 +60,7 @@ class CameraMessage(_message.Message):
     def __init__(self, open: _Optional[_Union[StreamOpen, _Mapping]] = ..., chunk: _Optional[_Union[VideoChunk, _Mapping]] = ..., update: _Optional[_Union[BehaviorUpdate, _Mapping]] = ...) -> None: ...
 
 class StreamOpen(_message.Message):
-    __slots__ = ("device_id", "codec", "behaviors", "want_scores", "sample_fps", "buffer_policy", "sampling", "still_recheck_s")
+    __slots__ = ("device_id", "codec", "behaviors", "want_scores", "sample_fps", "buffer_policy", "sampling", "still_recheck_s", "orientation")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     BEHAVIORS_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class StreamOpen(_message.Message):
     BUFFER_POLICY_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     STILL_RECHECK_S_FIELD_NUMBER: _ClassVar[int]
+    ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     codec: Codec
     behaviors: _containers.RepeatedCompositeFieldContainer[Behavior]
@@ -77,7 +78,16 @@ class StreamOpen(_message.Message):
     buffer_policy: BufferPolicy
     sampling: SamplingPolicy
     still_recheck_s: float
-    def __init__(self, device_id: _Optional[str] = ..., codec: _Optional[_Union[Codec, str]] = ..., behaviors: _Optional[_Iterable[_Union[Behavior, _Mapping]]] = ..., want_scores: _Optional[bool] = ..., sample_fps: _Optional[float] = ..., buffer_policy: _Optional[_Union[BufferPolicy, str]] = ..., sampling: _Optional[_Union[SamplingPolicy, str]] = ..., still_recheck_s: _Optional[float] = ...) -> None: ...
+    orientation: Orientation
+    def __init__(self, device_id: _Optional[str] = ..., codec: _Optional[_Union[Codec, str]] = ..., behaviors: _Optional[_Iterable[_Union[Behavior, _Mapping]]] = ..., want_scores: _Optional[bool] = ..., sample_fps: _Optional[float] = ..., buffer_policy: _Optional[_Union[BufferPolicy, str]] = ..., sampling: _Optional[_Union[SamplingPolicy, str]] = ..., still_recheck_s: _Optional[float] = ..., orientation: _Optional[_Union[Orientation, _Mapping]] = ...) -> None: ...
+
+class Orientation(_message.Message):
+    __slots__ = ("rotate_degrees", "flip_horizontal")
+    ROTATE_DEGREES_FIELD_NUMBER: _ClassVar[int]
+    FLIP_HORIZONTAL_FIELD_NUMBER: _ClassVar[int]
+    rotate_degrees: int
+    flip_horizontal: bool
+    def __init__(self, rotate_degrees: _Optional[int] = ..., flip_horizontal: _Optional[bool] = ...) -> None: ...
 
 class Behavior(_message.Message):
     __slots__ = ("name", "question")
@@ -116,16 +126,18 @@ class ServerMessage(_message.Message):
     def __init__(self, accepted: _Optional[_Union[StreamAccepted, _Mapping]] = ..., event: _Optional[_Union[BehaviorEvent, _Mapping]] = ..., scores: _Optional[_Union[FrameScores, _Mapping]] = ..., warning: _Optional[_Union[StreamWarning, _Mapping]] = ...) -> None: ...
 
 class StreamAccepted(_message.Message):
-    __slots__ = ("session_id", "behaviors", "sample_fps", "model")
+    __slots__ = ("session_id", "behaviors", "sample_fps", "model", "orientation")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     BEHAVIORS_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_FPS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     behaviors: _containers.RepeatedCompositeFieldContainer[Behavior]
     sample_fps: float
     model: str
-    def __init__(self, session_id: _Optional[str] = ..., behaviors: _Optional[_Iterable[_Union[Behavior, _Mapping]]] = ..., sample_fps: _Optional[float] = ..., model: _Optional[str] = ...) -> None: ...
+    orientation: Orientation
+    def __init__(self, session_id: _Optional[str] = ..., behaviors: _Optional[_Iterable[_Union[Behavior, _Mapping]]] = ..., sample_fps: _Optional[float] = ..., model: _Optional[str] = ..., orientation: _Optional[_Union[Orientation, _Mapping]] = ...) -> None: ...
 
 class BehaviorEvent(_message.Message):
     __slots__ = ("device_id", "behavior", "state", "confidence", "pts_us", "frame_seq", "event_id", "start_pts_us", "end_pts_us")
