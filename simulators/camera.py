@@ -13,6 +13,7 @@ from protos.petstream.v1 import petstream_pb2 as pb
 from protos.petstream.v1 import petstream_pb2_grpc as pb_grpc
 from simulators.credentials import ClientSecurity, open_channel
 from simulators.video import EncodedUnit, WireCodec
+from streaming.orientation import IDENTITY, Orientation
 
 _CODECS = {"h264": pb.CODEC_H264, "hevc": pb.CODEC_HEVC, "mjpeg": pb.CODEC_MJPEG}
 _SAMPLING = {
@@ -43,6 +44,7 @@ class CameraReport:
     warnings: list[pb.StreamWarning] = field(default_factory=list)
     truth: dict[int, frozenset[str]] = field(default_factory=dict)  # pts_us -> labels (synthetic cameras)
     error: str | None = None  # gRPC status if the stream failed
+    source_error: str | None = None  # the video source failed part-way: the stream was half-closed there
     started_monotonic: float = 0.0  # when the first unit's pts was due
     first_pts_us: int = 0
     speed: float = 1.0
@@ -91,8 +93,10 @@ async def run_camera(
     sampling: str = "",
     still_recheck_s: float = 0.0,
     security: ClientSecurity | None = None,
+    orientation: Orientation = IDENTITY,
 ) -> CameraReport:
-    """Stream `units` (paced to their pts at `speed`× real time; 0 = as fast as possible) and gather replies."""
+    """Stream `units` (paced to their decode times at `speed`× real time; 0 = as fast as possible) and gather
+    replies. A source that raises ends the stream there (half-close), recorded in `source_error`."""
     report = CameraReport(device_id, speed=speed)
     wait = speed == 0 if wait is None else wait  # replay faster than real time: ask the server not to drop
     own_channel = channel is None
@@ -108,6 +112,7 @@ async def run_camera(
             buffer_policy=pb.WAIT if wait else pb.DROP_OLDEST,
             sampling=_SAMPLING[sampling],
             still_recheck_s=still_recheck_s,
+            orientation=pb.Orientation(rotate_degrees=orientation.rotate, flip_horizontal=orientation.flip),
         )
     )
 
@@ -115,20 +120,27 @@ async def run_camera(
         yield first
         start = time.monotonic()
         report.started_monotonic = start
-        first_pts: int | None = None
+        first_due: int | None = None
         it = iter(units)
         rendered = isinstance(units, Sequence)  # already encoded: no need to leave the loop for each unit
         seq = 0
         while True:
             # rendering and encoding (a generator) run off the loop
-            unit = next(it, None) if rendered else await asyncio.to_thread(next, it, None)
+            try:
+                unit = next(it, None) if rendered else await asyncio.to_thread(next, it, None)
+            except Exception as exc:  # a broken source ends this stream cleanly, with the reason kept
+                report.source_error = f"{type(exc).__name__}: {exc}"
+                return
             if unit is None:
                 return
-            if first_pts is None:
-                first_pts = report.first_pts_us = unit.pts_us
+            # B-frames: units come in decode order, their pts are not monotonic; pace by the decode time
+            due = unit.pts_us if unit.dts_us is None else unit.dts_us
+            if first_due is None:
+                first_due = due
+                report.first_pts_us = unit.pts_us
                 start = report.started_monotonic = time.monotonic()
             if speed > 0:
-                delay = start + (unit.pts_us - first_pts) / 1e6 / speed - time.monotonic()
+                delay = start + (due - first_due) / 1e6 / speed - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
             report.truth[unit.pts_us] = unit.labels

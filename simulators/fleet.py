@@ -15,6 +15,7 @@ from protos.petstream.v1 import petstream_pb2 as pb
 from simulators.camera import CameraReport, run_camera
 from simulators.credentials import ClientSecurity
 from simulators.video import WireCodec, synthetic_units
+from streaming.orientation import IDENTITY, Orientation
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ async def run_fleet(
     sample_fps: float = 0.0,
     on_message: Callable[[str, pb.ServerMessage], None] | None = None,
     security: ClientSecurity | Callable[[str], ClientSecurity] | None = None,
+    sampling: str = "",
+    orientation: Orientation = IDENTITY,
 ) -> list[CameraReport]:
     """Run every camera of `specs` at once; `security` is one for all, or a function of the device id."""
     tasks = [
@@ -76,6 +79,8 @@ async def run_fleet(
             sample_fps=sample_fps,
             on_message=on_message,
             security=security(s.device_id) if callable(security) else security,
+            sampling=sampling,
+            orientation=orientation,
         )
         for s in specs
     ]

@@ -1,4 +1,4 @@
-"""Encoded video sources for simulated cameras: synthetic scenes encoded live, and recorded clips."""
+"""Encoded video for simulated cameras: synthetic scenes encoded live (recorded clips: simulators/clip.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from av.video.codeccontext import VideoCodecContext
 
 WireCodec = Literal["h264", "hevc", "mjpeg"]
 _ENCODERS = {"h264": "libx264", "hevc": "libx265"}
-_ANNEXB_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,7 @@ class EncodedUnit:
     pts_us: int
     key: bool
     labels: frozenset[str] = frozenset()  # ground-truth behaviors (synthetic cameras only)
+    dts_us: int | None = None  # decode time, where it differs from pts_us (B-frames): when the unit is due to be sent
 
     def __repr__(self) -> str:
         return f"EncodedUnit({len(self.data)} B, pts_us={self.pts_us}, key={self.key}, labels={sorted(self.labels)})"
@@ -136,56 +136,3 @@ def _noise_bank(seed: int, height: int, width: int, sigma: float, count: int = 7
     """Temporal sensor noise: a few independent noise fields used in turn (a prime count, so no GOP aligns)."""
     rng = np.random.default_rng(seed + 10_007)
     return [rng.normal(0.0, sigma, (height, width, 3)).astype(np.float32) for _ in range(count)]
-
-
-def probe_codec(path: str) -> str:
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path}: no video stream")
-        return container.streams.video[0].codec_context.name
-
-
-def clip_units(path: str, *, max_width: int = 1280) -> tuple[WireCodec, Iterator[EncodedUnit]]:
-    """A recorded clip in any container PyAV opens: H.264/HEVC passed through as Annex-B, others transcoded."""
-    name = probe_codec(path)
-    if name in _ANNEXB_FILTERS:
-        return name, _passthrough(path, name)  # type: ignore[return-value]
-    return "h264", _transcode(path, max_width)
-
-
-def _passthrough(path: str, codec: str) -> Iterator[EncodedUnit]:
-    from av.bitstream import BitStreamFilterContext
-
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        tb = stream.time_base
-        bsf = BitStreamFilterContext(_ANNEXB_FILTERS[codec], stream)
-        for packet in container.demux(stream):
-            for out in bsf.filter(packet if packet.size else None):
-                if out.size:
-                    yield EncodedUnit(bytes(out), _us(out.pts, tb), bool(out.is_keyframe))
-
-
-def _transcode(path: str, max_width: int) -> Iterator[EncodedUnit]:
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        rate = float(stream.average_rate or stream.guessed_rate or 15)
-        encoder: FrameEncoder | None = None
-        for frame in container.decode(stream):
-            if encoder is None:
-                scale = min(1.0, max_width / frame.width)
-                width, height = int(frame.width * scale) // 2 * 2, int(frame.height * scale) // 2 * 2
-                encoder = FrameEncoder("h264", width, height, rate, gop=int(max(1, round(rate * 2))))
-            rgb = frame.to_ndarray(format="rgb24", width=encoder._ctx.width, height=encoder._ctx.height)
-            pts = _us(frame.pts, frame.time_base or stream.time_base)
-            for data, p, key in encoder.encode(rgb, pts):
-                yield EncodedUnit(data, p, key)
-        if encoder is not None:
-            for data, p, key in encoder.flush():
-                yield EncodedUnit(data, p, key)
-
-
-def _us(pts: int | None, time_base: Fraction | None) -> int:
-    if pts is None or time_base is None:
-        return 0
-    return int(round(pts * time_base * 1_000_000))
