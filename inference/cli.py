@@ -18,11 +18,26 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compile", help="trace the BLIP stages per batch size into artifacts with a manifest")
-    p.add_argument("--model", default="tiny", help="tiny, sim-tiny, blip-base-random, a folder or a hub id")
-    p.add_argument("--backend", choices=BACKENDS, default="cpu")
-    p.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 2, 4, 8), help="comma-separated, e.g. 1,2,4,8")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "int8"), default="fp32")
+    p = sub.add_parser(
+        "compile",
+        help="trace the BLIP stages per batch size into artifacts with a manifest",
+        description="Trace the three BLIP stages (vision, text encoder, text decoder) for each batch size into "
+        "TorchScript (or Neuron) artifacts with a manifest; `petstream serve --artifacts` loads them.",
+        epilog="example:\n  petstream compile --model sim-tiny --batch-sizes 1,2,4 --out compiled/\n"
+        "  petstream serve --model sim-tiny --artifacts compiled/",
+    )
+    p.add_argument(
+        "--model", default="tiny", metavar="MODEL", help="tiny, sim-tiny, blip-base-random, a folder or a hub id"
+    )
+    p.add_argument("--backend", choices=BACKENDS, default="cpu", help="what the artifacts are compiled for")
+    p.add_argument(
+        "--batch-sizes",
+        type=_batch_sizes,
+        default="1,2,4,8",
+        metavar="N,N,...",
+        help="batch sizes to compile, comma-separated; inputs are padded up to one of them",
+    )
+    p.add_argument("--dtype", choices=("fp32", "bf16", "int8"), default="fp32", help="weights and activations")
     p.add_argument(
         "--question",
         action="append",
@@ -30,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="TEXT",
         help="compile the text stages for these questions (repeatable; default: the default questions)",
     )
-    p.add_argument("--out", required=True, help="artifact directory (created)")
+    p.add_argument("--out", required=True, metavar="PATH", help="artifact directory (created)")
     p.set_defaults(func=_compile)
 
 

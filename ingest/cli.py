@@ -6,32 +6,89 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 
 log = logging.getLogger(__name__)
 
 
+SERVE_EPILOG = """\
+examples:
+  petstream serve                                    # sim-tiny on 127.0.0.1:50051
+  petstream serve --host 0.0.0.0 --port 50051 --sampling motion --sample-fps 2
+  petstream serve --model Salesforce/blip-vqa-base --artifacts compiled/   # real weights, compiled stages
+
+Settings come from --config FILE (JSON with ServerConfig fields), then PETSTREAM_<FIELD> environment variables
+(e.g. PETSTREAM_PORT=50052), then these flags; the defaults shown are ServerConfig's."""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the gRPC server")
-    p.add_argument("--config", help="JSON file with ServerConfig fields (then PETSTREAM_* env, then flags)")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int, help="0 picks a free port; the bound port is printed")
-    p.add_argument("--model", help="tiny, sim-tiny (default), blip-base-random, a local folder or a hub id")
-    p.add_argument("--backend", choices=["cpu", "cuda", "neuron"])
-    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "int8"], help="int8: vision linears in int8 (cpu)")
-    p.add_argument("--artifacts", help="folder written by `petstream compile`")
-    p.add_argument("--threads", type=int, help="torch threads for the model")
-    p.add_argument("--sample-fps", type=float, dest="default_sample_fps", help="default frames/s per camera")
-    p.add_argument("--max-batch", type=int, help="most frames per model call")
-    p.add_argument("--max-wait-ms", type=float, help="longest a frame waits for a batch to fill")
+    from ingest.config import ServerConfig
+
+    d = ServerConfig()
+    p = sub.add_parser(
+        "serve",
+        help="run the gRPC server that cameras stream to",
+        description="Run the petstream gRPC server: cameras open a stream, send video, and get behavior events back.",
+        epilog=SERVE_EPILOG,
+    )
+    p.add_argument("--config", metavar="PATH", help="JSON file with ServerConfig fields (then PETSTREAM_* env, flags)")
+    p.add_argument("--host", metavar="HOST", help=f"interface to listen on; 0.0.0.0 for all (default: {d.host})")
+    p.add_argument(
+        "--port", type=int, metavar="PORT", help=f"port; 0 picks a free one, printed at start-up (default: {d.port})"
+    )
+    p.add_argument(
+        "--model",
+        metavar="MODEL",
+        help=f"tiny, sim-tiny, blip-base-random, a local model folder or a hub id (default: {d.model})",
+    )
+    p.add_argument("--backend", choices=["cpu", "cuda", "neuron"], help=f"where the model runs (default: {d.backend})")
+    p.add_argument(
+        "--dtype",
+        choices=["auto", "fp32", "bf16", "int8"],
+        help=f"auto: bf16 where the CPU has it; int8: vision linears in int8 (cpu) (default: {d.dtype})",
+    )
+    p.add_argument(
+        "--artifacts", metavar="PATH", help="folder written by `petstream compile` (default: run uncompiled)"
+    )
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads for the model (default: all cores)")
+    p.add_argument(
+        "--sample-fps",
+        type=float,
+        dest="default_sample_fps",
+        metavar="FPS",
+        help=f"frames per second of video the model looks at, for cameras that ask for 0 "
+        f"(default: {d.default_sample_fps:g})",
+    )
+    p.add_argument(
+        "--sampling",
+        choices=["rate", "keyframes", "motion", "compressed"],
+        dest="default_sampling",
+        help="which frames are looked at, for cameras that do not say: rate (every 1/FPS s), keyframes (only "
+        "keyframes decoded), motion (when the picture moves), compressed (P-frame sizes decide) "
+        f"(default: {d.default_sampling})",
+    )
+    p.add_argument(
+        "--max-batch", type=int, metavar="N", help=f"most frames per model call (default: {d.batch.max_batch})"
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        metavar="MS",
+        help=f"longest a frame waits for a batch to fill (default: {d.batch.max_wait_ms:g})",
+    )
     sec = p.add_argument_group("transport security (docs/security.md)")
-    sec.add_argument("--tls-cert", help="server certificate chain (PEM); turns on TLS (default: none = plaintext)")
-    sec.add_argument("--tls-key", help="private key (PEM) of --tls-cert (default: none)")
+    sec.add_argument(
+        "--tls-cert", metavar="PATH", help="server certificate chain (PEM); turns on TLS (default: none = plaintext)"
+    )
+    sec.add_argument("--tls-key", metavar="PATH", help="private key (PEM) of --tls-cert (default: none)")
     sec.add_argument(
         "--client-ca",
+        metavar="PATH",
         help="CA (PEM) of the cameras' client certificates: mutual TLS, certificates required (default: none)",
     )
     sec.add_argument(
         "--token-key",
+        metavar="SECRET|PATH",
         help="HMAC secret or Ed25519 key file that verifies bearer tokens (TLS without --client-ca) (default: none)",
     )
     sec.add_argument(
@@ -63,6 +120,7 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201
         client_ca=args.client_ca,
         token_key=args.token_key,
         insecure=args.insecure,
+        default_sampling=args.default_sampling,
     )
     batch = {k: v for k, v in (("max_batch", args.max_batch), ("max_wait_ms", args.max_wait_ms)) if v is not None}
     return replace(cfg, batch=replace(cfg.batch, **batch)) if batch else cfg
@@ -73,6 +131,11 @@ def _serve(args: argparse.Namespace) -> int:
         cfg = build_config(args)
     except ValueError as exc:
         log.error("bad configuration: %s", exc)
+        return 2
+    try:  # before the model is loaded: a mistyped host should not cost a model load to find out
+        socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        log.error("cannot listen on %s:%s: %s", cfg.host, cfg.port, exc)
         return 2
     return asyncio.run(run_server(cfg))
 
@@ -98,7 +161,13 @@ async def run_server(cfg) -> int:  # noqa: ANN001
         log.error("cannot load the model: %s", exc)
         return 2
     server = PetstreamServer(engine, cfg)
-    port = await server.start()
+    try:
+        port = await server.start()
+    except RuntimeError as exc:  # the address cannot be bound (in use, not an address of this machine)
+        log.error("cannot listen on %s:%s: %s", cfg.host, cfg.port, str(exc).split(";")[0])
+        await server.stop(grace=0)
+        engine.close()
+        return 2
     print(f"petstream serving on {cfg.host}:{port} (model {engine.model_name}, {cfg.backend})", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

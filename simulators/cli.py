@@ -11,46 +11,153 @@ import tempfile
 
 from simulators.credentials import add_arguments as add_security_arguments
 
+CAMERA_EPILOG = """\
+examples:
+  petstream camera                                        # one synthetic camera, 60 s, against 127.0.0.1:50051
+  petstream camera --count 4 --seconds 0                  # four synthetic cameras, forever
+  petstream camera --rotate 180 --sampling motion         # a camera mounted upside down, motion-gated
+  petstream camera --clip phone.mp4 --speed 0 --scores    # replay a recording as fast as the server takes it
+  petstream camera --clip dashcam.mkv --video-track 1     # the second video track instead of the main one
+
+Clips: any container PyAV opens (mp4, mov, mkv, webm, avi...). H.264/HEVC are passed through as Annex-B, other
+codecs transcoded to H.264. The track's display rotation (phones) is sent as the stream's orientation; a damaged
+file is replayed as far as it can be read, with one line saying what was wrong and where."""
+
+DEMO_EPILOG = """\
+example:
+  petstream demo --seconds 30 --speed 2      # half a minute of video at twice real time"""
+
+GOLDEN_EPILOG = """\
+example:
+  petstream golden --seconds 120 --cameras 3 --json bench/results/golden_events.json --quiet"""
+
+SAMPLING = ("rate", "keyframes", "motion", "compressed")
+
+
+def _address(text: str) -> str:
+    """host:port (a bracketed IPv6 host is fine); a gRPC target like dns:///name:port passes through."""
+    if "://" in text or text.startswith(("unix:", "dns:", "ipv4:", "ipv6:")):
+        return text
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or " " in host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address like 127.0.0.1:50051 (host:port)")
+    return text
+
+
+def _non_negative(kind: type) -> object:
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    cam = sub.add_parser("camera", help="stream synthetic or recorded video to a server and print events")
-    cam.add_argument("--target", default="127.0.0.1:50051", help="server address host:port")
-    cam.add_argument("--clip", help="a recorded file in any container PyAV opens (mp4, mkv, avi, webm, ...)")
-    cam.add_argument("--count", type=int, default=1, help="synthetic cameras to run at once")
-    cam.add_argument("--device-id", default="cam", help="device id (with --count N: prefix, -1..-N appended)")
-    cam.add_argument("--seed", type=int, default=1, help="scene and script seed of the first camera")
-    cam.add_argument("--width", type=int, default=640)
-    cam.add_argument("--height", type=int, default=360)
-    cam.add_argument("--fps", type=float, default=15.0)
-    cam.add_argument("--gop", type=int, default=30, help="frames between keyframes")
-    cam.add_argument("--codec", choices=["h264", "hevc", "mjpeg"], default="h264")
-    cam.add_argument("--seconds", type=float, default=60.0, help="video length to stream (0 = forever)")
-    cam.add_argument("--speed", type=float, default=1.0, help="pace relative to real time; 0 = as fast as possible")
-    cam.add_argument("--sample-fps", type=float, default=0.0, help="frames/s the server should look at (0 = default)")
-    cam.add_argument("--scores", action="store_true", help="also ask for and print FrameScores")
+    cam = sub.add_parser(
+        "camera",
+        help="stream synthetic or recorded video to a server and print the events it sends back",
+        description="Act as one or more cameras: stream a synthetic scene (or a recorded clip) to a petstream "
+        "server and print the behavior events and warnings it sends back.",
+        epilog=CAMERA_EPILOG,
+    )
+    cam.add_argument("--target", default="127.0.0.1:50051", type=_address, metavar="HOST:PORT", help="server address")
+    cam.add_argument("--clip", metavar="PATH", help="replay this recorded file instead of a synthetic scene")
+    cam.add_argument(
+        "--video-track",
+        type=_non_negative(int),
+        metavar="N",
+        help="with --clip: replay video track N (0 = the first) (default: the main track, as FFmpeg chooses it)",
+    )
+    cam.add_argument("--count", type=int, default=1, metavar="N", help="synthetic cameras to run at once")
+    cam.add_argument(
+        "--device-id", default="cam", metavar="ID", help="device id (with --count N: a prefix, -1..-N appended)"
+    )
+    cam.add_argument("--seed", type=int, default=1, metavar="N", help="scene and script seed of the first camera")
+    cam.add_argument("--width", type=int, default=640, metavar="PX", help="synthetic picture width")
+    cam.add_argument("--height", type=int, default=360, metavar="PX", help="synthetic picture height")
+    cam.add_argument("--fps", type=float, default=15.0, metavar="FPS", help="synthetic frames per second")
+    cam.add_argument("--gop", type=int, default=30, metavar="FRAMES", help="synthetic: frames between keyframes")
+    cam.add_argument("--codec", choices=["h264", "hevc", "mjpeg"], default="h264", help="synthetic: what to encode")
+    cam.add_argument(
+        "--seconds", type=float, default=60.0, metavar="S", help="synthetic: video length to stream (0 = forever)"
+    )
+    cam.add_argument(
+        "--speed",
+        type=_non_negative(float),
+        default=1.0,
+        metavar="X",
+        help="pace relative to real time; 0 = as fast as the server takes it (and nothing is dropped)",
+    )
+    cam.add_argument(
+        "--sample-fps",
+        type=_non_negative(float),
+        default=0.0,
+        metavar="FPS",
+        help="frames per second of video the server should look at (0 = the server's default)",
+    )
+    cam.add_argument(
+        "--sampling",
+        choices=SAMPLING,
+        help="which frames the server looks at: rate, keyframes, motion or compressed (default: the server's)",
+    )
+    cam.add_argument(
+        "--rotate",
+        type=int,
+        choices=(0, 90, 180, 270),
+        default=0,
+        metavar="DEG",
+        help="the camera's mounting: the server turns the picture clockwise by DEG (0, 90, 180, 270) before the "
+        "model sees it; with --clip, after the clip's own display rotation",
+    )
+    cam.add_argument("--flip", action="store_true", help="the server mirrors the picture left-right (after --rotate)")
+    cam.add_argument("--scores", action="store_true", help="also ask for and print the model's scores per frame")
     add_security_arguments(cam)
     cam.set_defaults(func=_camera)
 
-    demo = sub.add_parser("demo", help="start a server and three synthetic cameras; print events")
+    demo = sub.add_parser(
+        "demo",
+        help="start a server and three synthetic cameras; print the events",
+        description="Start a server subprocess and stream three scripted synthetic cameras to it; print every "
+        "event, then score the events against the cameras' scripts.",
+        epilog=DEMO_EPILOG,
+    )
     _session_args(demo, seconds=90.0)
     demo.set_defaults(func=_demo)
 
-    golden = sub.add_parser("golden", help="scripted session through a real server; events vs script as JSON")
+    golden = sub.add_parser(
+        "golden",
+        help="measure events against the cameras' scripts through a real server (JSON out)",
+        description="The demo as a measurement: per behavior, precision, recall and onset delay of the events "
+        "against the scripted episodes of every camera.",
+        epilog=GOLDEN_EPILOG,
+    )
     _session_args(golden, seconds=120.0)
-    golden.add_argument("--json", help="write the scores here")
+    golden.add_argument("--json", metavar="PATH", help="write the scores here (default: print only)")
     golden.add_argument("--quiet", action="store_true", help="do not print each event")
     golden.set_defaults(func=_golden)
 
 
 def _session_args(p: argparse.ArgumentParser, seconds: float) -> None:
-    p.add_argument("--seconds", type=float, default=seconds, help="video length each camera streams")
-    p.add_argument("--cameras", type=int, default=3)
-    p.add_argument("--model", default="sim-tiny")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=360)
-    p.add_argument("--speed", type=float, default=1.0, help="pace relative to real time")
-    p.add_argument("--server-arg", action="append", default=[], help="extra argument for `petstream serve`")
+    p.add_argument("--seconds", type=float, default=seconds, metavar="S", help="video length each camera streams")
+    p.add_argument("--cameras", type=int, default=3, metavar="N", help="synthetic cameras")
+    p.add_argument("--model", default="sim-tiny", metavar="MODEL", help="the server's model (see `serve --model`)")
+    p.add_argument("--seed", type=int, default=1, metavar="N", help="scene and script seed of the first camera")
+    p.add_argument("--width", type=int, default=640, metavar="PX", help="picture width")
+    p.add_argument("--height", type=int, default=360, metavar="PX", help="picture height")
+    p.add_argument("--speed", type=float, default=1.0, metavar="X", help="pace relative to real time")
+    p.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for `petstream serve` (repeatable; e.g. --server-arg=--sampling --server-arg=motion)",
+    )
     p.add_argument(
         "--tls",
         action="store_true",
@@ -67,10 +174,10 @@ def _print_message(device_id: str, msg) -> None:  # noqa: ANN001
 
 
 def _camera(args: argparse.Namespace) -> int:
-    from simulators.camera import format_message, run_camera
+    from simulators.camera import format_message
     from simulators.credentials import from_args
     from simulators.fleet import fleet_specs, run_fleet
-    from simulators.video import clip_units
+    from streaming.orientation import Orientation
 
     try:
         security = from_args(args)
@@ -88,55 +195,86 @@ def _camera(args: argparse.Namespace) -> int:
         if line:
             print(line, flush=True)
 
+    mount = Orientation(args.rotate, args.flip)
     if args.clip:
-        codec, units = clip_units(args.clip)
-        reports = [
-            asyncio.run(
-                run_camera(
-                    args.target,
-                    args.device_id,
-                    units,
-                    codec=codec,
-                    speed=args.speed,
-                    want_scores=args.scores,
-                    sample_fps=args.sample_fps,
-                    on_message=on_message,
-                    security=security,
-                )
-            )
-        ]
-    else:
-        specs = fleet_specs(
-            args.count,
-            prefix=args.device_id,
-            seed=args.seed,
-            width=args.width,
-            height=args.height,
-            fps=args.fps,
-            gop=args.gop,
-            seconds=args.seconds or None,
-            codec=args.codec,
+        return _replay_clip(args, mount, on_message, security)
+    if args.video_track is not None:
+        print("petstream camera: --video-track needs --clip", file=sys.stderr)
+        return 2
+    specs = fleet_specs(
+        args.count,
+        prefix=args.device_id,
+        seed=args.seed,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        gop=args.gop,
+        seconds=args.seconds or None,
+        codec=args.codec,
+    )
+    if args.count == 1:
+        specs = [specs[0].__class__(**{**specs[0].__dict__, "device_id": args.device_id})]
+    reports = asyncio.run(
+        run_fleet(
+            args.target,
+            specs,
+            speed=args.speed,
+            want_scores=args.scores,
+            sample_fps=args.sample_fps,
+            on_message=on_message,
+            sampling=args.sampling or "",
+            orientation=mount,
+            security=security,
         )
-        if args.count == 1:
-            specs = [specs[0].__class__(**{**specs[0].__dict__, "device_id": args.device_id})]
-        reports = asyncio.run(
-            run_fleet(
-                args.target,
-                specs,
-                speed=args.speed,
-                want_scores=args.scores,
-                sample_fps=args.sample_fps,
-                on_message=on_message,
-                security=security,
-            )
-        )
-    failed = [r for r in reports if r.error]
+    )
     for r in reports:
-        print(
-            f"{r.device_id}: sent {r.units_sent} frames ({r.bytes_sent} B), {len(r.events)} events, "
-            f"{len(r.scores)} scores, {len(r.warnings)} warnings" + (f", error {r.error}" if r.error else "")
+        print(_report_line(r))
+    return 1 if any(r.error or r.source_error for r in reports) else 0
+
+
+def _replay_clip(args: argparse.Namespace, mount, on_message, security) -> int:  # noqa: ANN001
+    """Replay a recorded clip; exit 0 when something was sent and the server took it, whatever the damage."""
+    from simulators.camera import run_camera
+    from simulators.clip import ClipError, ClipReader
+
+    try:
+        reader = ClipReader(args.clip, track=args.video_track)
+    except ClipError as exc:
+        print(f"petstream camera: {exc}", file=sys.stderr)
+        return 2
+    print(reader.info.describe(), flush=True)
+    report = asyncio.run(
+        run_camera(
+            args.target,
+            args.device_id,
+            reader.units(),
+            codec=reader.info.codec,
+            speed=args.speed,
+            want_scores=args.scores,
+            sample_fps=args.sample_fps,
+            on_message=on_message,
+            sampling=args.sampling or "",
+            orientation=reader.info.orientation.then(mount),
+            security=security,
         )
-    return 1 if failed else 0
+    )
+    print(_report_line(report))
+    summary = reader.summary()
+    if summary:
+        print(f"petstream camera: {summary}", file=sys.stderr)
+    if report.source_error:
+        print(f"petstream camera: {args.clip}: reading stopped: {report.source_error}", file=sys.stderr)
+    if report.units_sent == 0 and not report.error:
+        print(f"petstream camera: {args.clip}: nothing in it could be sent", file=sys.stderr)
+        return 1
+    return 1 if report.error else 0
+
+
+def _report_line(r) -> str:  # noqa: ANN001
+    return (
+        f"{r.device_id}: sent {r.units_sent} frames ({r.bytes_sent} B), {len(r.events)} events, "
+        f"{len(r.scores)} scores, {len(r.warnings)} warnings" + (f", error {r.error}" if r.error else "")
+    )
 
 
 def run_session(args: argparse.Namespace, *, print_events: bool) -> dict:
