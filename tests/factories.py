@@ -27,6 +27,22 @@ def moving_square_frames(n: int, width: int = 160, height: int = 120, seed: int 
     return frames
 
 
+def lopsided_frames(n: int, width: int = 96, height: int = 64) -> list[np.ndarray]:
+    """Smooth and lopsided (bright left, a bar along the top, a square moving right): every turn of it looks
+    different, and it compresses well (small keyframes, so a cut file still holds several frames)."""
+    x = np.linspace(255, 30, width, dtype=np.float32)
+    base = np.repeat(np.repeat(x[None, :, None], height, 0), 3, 2).astype(np.uint8)
+    base[: height // 6, :, :] = (20, 200, 20)
+    frames = []
+    for i in range(n):
+        img = base.copy()
+        s = height // 4
+        x0 = (i * 3) % (width - s)
+        img[height // 2 : height // 2 + s, x0 : x0 + s] = (230, 30, 30)
+        frames.append(img)
+    return frames
+
+
 def encode_annexb(
     frames: Sequence[np.ndarray], *, codec: str = "libx264", fps: int = 15, gop: int = 10
 ) -> list[tuple[bytes, int, bool]]:
@@ -52,18 +68,45 @@ def encode_annexb(
     return out
 
 
-def write_clip(path: str, frames: Sequence[np.ndarray], codec: str, fps: int = 15) -> str:
-    """Write a recorded clip in a real container (mp4, webm, mkv...) with PyAV."""
+def write_clip(
+    path: str,
+    frames: Sequence[np.ndarray],
+    codec: str,
+    fps: int = 15,
+    *,
+    display_rotation: tuple[float, bool] | None = None,
+    options: dict[str, str] | None = None,
+) -> str:
+    """Write a recorded clip in a real container (mp4, webm, mkv...) with PyAV. libx264 uses its defaults, so
+    B-frames are in. `display_rotation` (degrees counterclockwise, hflip) writes a display matrix as phones do;
+    `options` go to the muxer (e.g. movflags)."""
     h, w = frames[0].shape[:2]
-    with av.open(path, "w") as container:
+    with av.open(path, "w", options=options or {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if display_rotation is not None:
+            stream.set_display_rotation(display_rotation[0], hflip=display_rotation[1])
         for img in frames:
             for p in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 container.mux(p)
         for p in stream.encode(None):
             container.mux(p)
     return path
+
+
+class RecordingEngine(Engine):
+    """The real engine, keeping a copy of every picture it is asked about: what the model really saw."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.model_name = engine.model_name
+        self.image_size = engine.image_size
+        self.batch_sizes = engine.batch_sizes
+        self.pictures: list[np.ndarray] = []
+
+    def run(self, requests: Sequence[VQARequest]) -> list[VQAResult]:
+        self.pictures += [r.image.copy() for r in requests]
+        return self.engine.run(requests)
 
 
 class FakeEngine(Engine):
