@@ -46,9 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _bench_inference(args: argparse.Namespace) -> int:
     from bench.inference import run_bench
+    from inference.models import resolve_model
 
     if args.frames < 1:
-        raise SystemExit(f"--frames {args.frames}: must be at least 1")
+        raise SystemExit(f"petstream bench inference: --frames {args.frames}: must be at least 1")
+    try:  # a model that does not exist is the user's mistake: one line
+        resolve_model(args.model)
+    except ValueError as exc:
+        raise SystemExit(f"petstream bench inference: {exc}") from None
     run_bench(
         args.model,
         frames=args.frames,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 BACKENDS = ("cpu", "cuda", "neuron")
 
@@ -51,8 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _compile(args: argparse.Namespace) -> int:
     from inference.compile import compile_artifacts
+    from inference.models import resolve_model
     from inference.types import DEFAULT_QUESTIONS
 
+    try:  # a model that does not exist is the user's mistake: one line, before anything is traced
+        resolve_model(args.model)
+    except ValueError as exc:
+        print(f"petstream compile: {exc}", file=sys.stderr)
+        return 2
     questions = args.questions or [q.text for q in DEFAULT_QUESTIONS]
     compile_artifacts(
         args.model,

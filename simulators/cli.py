@@ -345,11 +345,18 @@ def _demo(args: argparse.Namespace) -> int:
         result = run_session(args, print_events=True)
     except KeyboardInterrupt:
         return 130
+    except RuntimeError as exc:  # the server did not start (a bad --model or --server-arg): say why in one line
+        print(f"petstream demo: {exc}", file=sys.stderr)
+        return 2
     return 1 if result["errors"] else 0
 
 
 def _golden(args: argparse.Namespace) -> int:
-    result = run_session(args, print_events=not args.quiet)
+    try:
+        result = run_session(args, print_events=not args.quiet)
+    except RuntimeError as exc:
+        print(f"petstream golden: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

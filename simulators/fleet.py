@@ -87,6 +87,17 @@ async def run_fleet(
     return list(await asyncio.gather(*tasks))
 
 
+def _last_line(path: str) -> str:
+    """The server's last log line (its error, when it did not start), without the timestamp and logger."""
+    try:
+        with open(path) as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return ""
+    last = lines[-1] if lines else ""
+    return last.split(": ", 1)[1] if " ERROR " in last and ": " in last else last
+
+
 @contextlib.contextmanager
 def server_process(args: list[str], *, log_path: str | None = None, timeout_s: float = 120.0) -> Iterator[str]:
     """Start `petstream serve --port 0 ARGS` as a subprocess and yield its address once it listens."""
@@ -115,7 +126,14 @@ def server_subprocess(
                 address = line.split()[3]
                 break
         if address is None:
-            raise RuntimeError(f"server did not start (exit code {proc.poll()}); see {log_path or 'its stderr'}")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)  # it closed its output: let it finish, so its exit code and last log line are there
+            why = _last_line(log_path) if log_path else ""
+            raise RuntimeError(
+                f"the server did not start (exit code {proc.poll()})"
+                + (f": {why}" if why else "")
+                + f"; its log: {log_path or 'not kept'}"
+            )
         yield address, proc
     finally:
         proc.terminate()

@@ -4,11 +4,15 @@ text for every option; metavars read as what they are; --version and user errors
 from __future__ import annotations
 
 import argparse
+import asyncio
 import subprocess
 import sys
 
 import pytest
+from factories import cameras_with_sessions, serving
 
+from ingest.cli import build_config
+from ingest.config import ServerConfig
 from petstream.cli import build_parser
 
 PETSTREAM = [sys.executable, "-m", "petstream.cli"]
@@ -93,8 +97,20 @@ def test_version_is_one_line():
         (["serve", "--model", "no-such-model", "--port", "0"], "no-such-model"),
         (["serve", "--host", "999.1.1.1", "--port", "0", "--model", "tiny"], "cannot listen on 999.1.1.1:0"),
         (["serve", "--config", "/no/such/config.json"], "No such file or directory"),
+        (["demo", "--model", "no-such-model", "--seconds", "1"], "cannot load the model: model 'no-such-model'"),
+        (["compile", "--model", "no-such-model", "--out", "/tmp/never"], "model 'no-such-model' is neither"),
     ],
-    ids=["missing-clip", "bad-address", "bad-rotation", "track-without-clip", "unknown-model", "bad-host", "no-config"],
+    ids=[
+        "missing-clip",
+        "bad-address",
+        "bad-rotation",
+        "track-without-clip",
+        "unknown-model",
+        "bad-host",
+        "no-config",
+        "demo-unknown-model",
+        "compile-unknown-model",
+    ],
 )
 def test_user_errors_are_one_line_and_fail(argv, needle):
     out = subprocess.run([*PETSTREAM, *argv], capture_output=True, text=True, timeout=180)
@@ -104,3 +120,21 @@ def test_user_errors_are_one_line_and_fail(argv, needle):
     assert needle in out.stderr, out.stderr
     errors = [line for line in lines if "usage:" not in line]
     assert len(errors) == 1, out.stderr
+
+
+def test_sampling_flags_reach_the_server_config_and_the_stream(tiny_engine):
+    assert build_config(build_parser().parse_args(["serve", "--sampling", "motion"])).default_sampling == "motion"
+    assert build_config(build_parser().parse_args(["serve"])).default_sampling == "rate"
+
+    async def camera(address: str) -> int:
+        proc = await asyncio.create_subprocess_exec(
+            *PETSTREAM, "camera", "--target", address, "--sampling", "keyframes", "--seconds", "2", "--speed", "0",
+            "--width", "64", "--height", "48", "--device-id", "kf",
+        )  # fmt: skip
+        return await proc.wait()
+
+    with serving(tiny_engine, ServerConfig(port=0)) as (address, server):
+        (rc,), sessions = asyncio.run(cameras_with_sessions(server, [camera(address)]))
+    assert rc == 0
+    session = sessions["kf"]
+    assert session.spec.sampling == "keyframes" and session.stats.not_decoded_by_policy > 0
