@@ -139,7 +139,7 @@ class ClipReader:
             self.packets_read += 1
             last_seconds = _seconds(packet)
             if packet.is_corrupt:
-                self._damaged(self.packets_read, last_seconds, "the packet is incomplete (flagged corrupt)")
+                self._damaged(self.packets_read, last_seconds, "the demuxer flagged the packet corrupt (cut short or lost data)")
             elif _first_message(messages):
                 self._damaged(self.packets_read, last_seconds, _first_message(messages))
             yield packet
