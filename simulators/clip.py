@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -139,7 +140,8 @@ class ClipReader:
             self.packets_read += 1
             last_seconds = _seconds(packet)
             if packet.is_corrupt:
-                self._damaged(self.packets_read, last_seconds, "the demuxer flagged the packet corrupt (cut short or lost data)")
+                what = "the demuxer flagged the packet corrupt (cut short or data lost)"
+                self._damaged(self.packets_read, last_seconds, what)
             elif _first_message(messages):
                 self._damaged(self.packets_read, last_seconds, _first_message(messages))
             yield packet
@@ -175,8 +177,9 @@ class ClipReader:
             scale = min(1.0, self.max_width / max(1, self.info.width))
             width, height = int(self.info.width * scale) // 2 * 2, int(self.info.height * scale) // 2 * 2
             encoder = FrameEncoder("h264", width, height, rate, gop=int(max(1, round(rate * 2))))
-            for packet in self._packets(container, stream):
-                seconds = _seconds(packet)
+            packets: Iterator[av.Packet | None] = itertools.chain(self._packets(container, stream), [None])
+            for packet in packets:  # None at the end drains the decoder
+                seconds = None if packet is None else _seconds(packet)
                 with av.logging.Capture() as messages:
                     try:
                         frames = stream.decode(packet)
@@ -188,7 +191,7 @@ class ClipReader:
                     continue
                 for frame in frames:
                     if frame.is_corrupt:  # re-encoding would hide the damage from the server: leave it out
-                        self._damaged(self.packets_read, seconds, "picture decoded with concealed errors")
+                        self._damaged(self.packets_read, seconds, "picture decoded with concealed errors, not sent")
                         continue
                     rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
                     pts = _us(frame.pts, frame.time_base or stream.time_base)
