@@ -15,15 +15,26 @@ _COV = re.compile(r"cov: (\d+)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fuzz", help="coverage-guided fuzzing (atheris) of chunk decoding, message and image parsing")
-    p.add_argument("--seconds", type=float, default=60.0, help="how long each target runs (default: 60)")
-    p.add_argument("--target", action="append", default=[], help="a target to run; repeat (default: all)")
+    p = sub.add_parser(
+        "fuzz",
+        help="coverage-guided fuzzing (atheris) of chunk decoding, message and image parsing",
+        description="Coverage-guided fuzzing (atheris/libFuzzer) of the code that reads what cameras send: chunk "
+        "decoding, message and image parsing.",
+        epilog="example:\n  petstream fuzz --seconds 30 --json fuzz.json",
+    )
+    p.add_argument("--seconds", type=float, default=60.0, metavar="S", help="how long each target runs (default: 60)")
+    p.add_argument(
+        "--target", action="append", default=[], metavar="NAME", help="a target to run; repeat (default: all)"
+    )
     p.add_argument(
         "--corpus",
+        metavar="PATH",
         help="folder keeping one corpus per target across runs; seeded when empty (default: a temporary folder)",
     )
-    p.add_argument("--rss-limit-mb", type=int, default=2048, help="a target using more memory fails (default: 2048)")
-    p.add_argument("--json", help="write per-target results here (default: none)")
+    p.add_argument(
+        "--rss-limit-mb", type=int, default=2048, metavar="MB", help="a target using more memory fails (default: 2048)"
+    )
+    p.add_argument("--json", metavar="PATH", help="write per-target results here (default: none)")
     p.set_defaults(func=_fuzz)
 
 

@@ -7,30 +7,65 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    tok = sub.add_parser("token", help="bearer tokens for cameras (signed, expiring JWTs)")
+    tok = sub.add_parser(
+        "token",
+        help="bearer tokens for cameras (signed, expiring JWTs)",
+        description="Bearer tokens for cameras: make a key, then mint a signed, expiring token per device; the "
+        "server verifies them with --token-key (docs/security.md).",
+        epilog="examples:\n  petstream token keygen --out token.key\n"
+        "  petstream token issue --key token.key --device furbo-42 --ttl 30d",
+    )
     tok_sub = tok.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    issue = tok_sub.add_parser("issue", help="mint a token for one device from a key file; prints it")
-    issue.add_argument("--device", required=True, help="device id the token lets its bearer open (required)")
-    issue.add_argument("--ttl", default="30d", help="lifetime: N with unit s, m, h or d (default: 30d)")
-    issue.add_argument("--key", required=True, help="HMAC secret or Ed25519 private key file (required)")
+    issue = tok_sub.add_parser(
+        "issue",
+        help="mint a token for one device from a key file; prints it",
+        description="Mint a token for one device from a key file and print it.",
+        epilog="example:\n  petstream token issue --key token.key --device furbo-42 --ttl 7d > furbo-42.token",
+    )
+    issue.add_argument(
+        "--device", required=True, metavar="ID", help="device id the token lets its bearer open (required)"
+    )
+    issue.add_argument(
+        "--ttl", default="30d", metavar="DURATION", help="lifetime: N with unit s, m, h or d (default: 30d)"
+    )
+    issue.add_argument(
+        "--key", required=True, metavar="PATH", help="HMAC secret or Ed25519 private key file (required)"
+    )
     issue.set_defaults(func=_issue)
-    keygen = tok_sub.add_parser("keygen", help="write a new token key file (mode 0600)")
-    keygen.add_argument("--out", required=True, help="key file to write; EdDSA also writes OUT.pub (required)")
+    keygen = tok_sub.add_parser(
+        "keygen",
+        help="write a new token key file (mode 0600)",
+        description="Write a new token key file (mode 0600); EdDSA also writes the public key the server needs.",
+        epilog="example:\n  petstream token keygen --out token.key --algorithm EdDSA",
+    )
+    keygen.add_argument(
+        "--out", required=True, metavar="PATH", help="key file to write; EdDSA also writes OUT.pub (required)"
+    )
     keygen.add_argument(
         "--algorithm", choices=["HS256", "EdDSA"], default="EdDSA", help="HMAC-SHA256 or Ed25519 (default: EdDSA)"
     )
     keygen.set_defaults(func=_keygen)
 
     certs = sub.add_parser(
-        "certs", help="make a throwaway test CA, server and camera certificates (not for production)"
+        "certs",
+        help="make a throwaway test CA, server and camera certificates (not for production)",
+        description="Make a throwaway test CA with a server certificate and one client certificate per camera, "
+        "for trying mutual TLS (not for production).",
+        epilog="example:\n  petstream certs --out pki/ --device cam-1 --device cam-2",
     )
     certs.add_argument(
-        "--out", required=True, help="folder to write ca.pem, server.pem/.key, DEVICE.pem/.key (required)"
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="folder to write ca.pem, server.pem/.key, DEVICE.pem/.key (required)",
     )
-    certs.add_argument("--device", action="append", default=[], help="a camera's device id; repeat (default: none)")
+    certs.add_argument(
+        "--device", action="append", default=[], metavar="ID", help="a camera's device id; repeat (default: none)"
+    )
     certs.add_argument(
         "--server-name",
         action="append",
+        metavar="NAME",
         default=[],
         help="DNS name or IP of the server certificate; repeat (default: localhost, 127.0.0.1, ::1)",
     )

@@ -71,14 +71,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The client security options every petstream client takes."""
     g = p.add_argument_group("transport security (default: plaintext, for a server on loopback)")
     g.add_argument(
-        "--ca", help="CA certificate (PEM) the server's certificate must chain to; turns on TLS (default: none)"
+        "--ca",
+        metavar="PATH",
+        help="CA certificate (PEM) the server's certificate must chain to; turns on TLS (default: none)",
     )
-    g.add_argument("--cert", help="client certificate (PEM) naming this device, for mutual TLS (default: none)")
-    g.add_argument("--key", help="private key (PEM) of --cert (default: none)")
-    g.add_argument("--token", help="bearer token from `petstream token issue`; turns on TLS (default: none)")
-    g.add_argument("--token-file", help="read the bearer token from this file instead of --token (default: none)")
     g.add_argument(
-        "--server-name", help="name expected in the server certificate, if not the target host (default: none)"
+        "--cert", metavar="PATH", help="client certificate (PEM) naming this device, for mutual TLS (default: none)"
+    )
+    g.add_argument("--key", metavar="PATH", help="private key (PEM) of --cert (default: none)")
+    g.add_argument(
+        "--token", metavar="TOKEN", help="bearer token from `petstream token issue`; turns on TLS (default: none)"
+    )
+    g.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="read the bearer token from this file instead of --token (default: none)",
+    )
+    g.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help="name expected in the server certificate, if not the target host (default: none)",
     )
 
 

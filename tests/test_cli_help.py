@@ -95,7 +95,10 @@ def test_version_is_one_line():
         (["camera", "--rotate", "45"], "invalid choice"),
         (["camera", "--video-track", "1"], "--video-track needs --clip"),
         (["serve", "--model", "no-such-model", "--port", "0"], "no-such-model"),
-        (["serve", "--host", "999.1.1.1", "--port", "0", "--model", "tiny"], "cannot listen on 999.1.1.1:0"),
+        (
+            ["serve", "--host", "999.1.1.1", "--insecure", "--port", "0", "--model", "tiny"],
+            "cannot listen on 999.1.1.1:0",
+        ),
         (["serve", "--config", "/no/such/config.json"], "No such file or directory"),
         (["demo", "--model", "no-such-model", "--seconds", "1"], "cannot load the model: model 'no-such-model'"),
         (["compile", "--model", "no-such-model", "--out", "/tmp/never"], "model 'no-such-model' is neither"),
