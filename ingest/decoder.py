@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import av
 import av.logging
@@ -17,7 +17,8 @@ import numpy as np
 from av.video.codeccontext import VideoCodecContext
 
 from ingest.limits import check_picture_size
-from streaming.orientation import IDENTITY, Orientation, from_display_matrix
+from streaming.orientation import IDENTITY, Orientation
+from streaming.orientation import of_frame as orientation_of_frame
 from streaming.sampler import DecodeMode
 
 CodecName = Literal["h264", "hevc", "mjpeg"]
@@ -320,15 +321,10 @@ class StreamDecoder:
 
     def _orient(self, frame: av.VideoFrame) -> Orientation:
         """A display orientation SEI holds until the next one or the next keyframe (a new coded video sequence);
-        FFmpeg attaches it (as a display matrix) only to the picture it came with.
-
-        Reading PyAV's side data ties the frame into a reference cycle (frame <-> container): the picture would
-        wait for the garbage collector instead of going back to the decoder's buffer pool (measured: decoding
-        got much slower). So the matrix is read only where `frame.rotation` (cheap) says it turns the picture.
-        Missed: the one orientation of eight whose rotation reads 0, a vertical flip (= a half turn and a mirror)."""
-        if frame.rotation:
-            matrix: Any = frame.side_data.get("DISPLAYMATRIX")
-            self._stream_orientation = from_display_matrix(np.frombuffer(bytes(matrix), dtype=np.int32))
+        FFmpeg attaches it (as a display matrix) only to the picture it came with."""
+        found = orientation_of_frame(frame)  # cheap: side data is read only where there is a turn
+        if found is not None:
+            self._stream_orientation = found
         elif frame.key_frame:
             self._stream_orientation = IDENTITY
         if self._stream_orientation.is_identity:  # nearly always: no new value per frame

@@ -10,11 +10,10 @@ from typing import Any
 
 import av
 import av.logging
-import numpy as np
 from av.bitstream import BitStreamFilterContext
 
 from simulators.video import EncodedUnit, FrameEncoder, WireCodec
-from streaming.orientation import IDENTITY, Orientation, from_display_matrix
+from streaming.orientation import IDENTITY, Orientation, of_frame
 
 _ANNEXB_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 _PROBE_PACKETS = 120  # packets decoded at most to find the first picture (its display matrix)
@@ -242,10 +241,8 @@ def _first_picture(container: Any, stream: Any) -> tuple[int, int, Orientation]:
     with av.logging.Capture():  # damage is reported when the clip is read for real
         try:
             for i, packet in enumerate(container.demux(stream)):
-                for frame in stream.decode(packet):
-                    matrix: Any = frame.side_data.get("DISPLAYMATRIX")
-                    turn = IDENTITY if matrix is None else from_display_matrix(np.frombuffer(bytes(matrix), np.int32))
-                    return frame.width, frame.height, turn
+                for frame in stream.decode(packet):  # one picture: the side data's reference cycle costs nothing
+                    return frame.width, frame.height, of_frame(frame, full=True) or IDENTITY
                 if i >= _PROBE_PACKETS:
                     break
         except av.FFmpegError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,3 +82,23 @@ def from_display_matrix(matrix: Sequence[int] | np.ndarray) -> Orientation:
         hflip, vflip = m[0] < 0, m[4] < 0
         return Orientation(180 if vflip else 0, hflip != vflip)
     return Orientation(180, True) if m[4] < 0 else IDENTITY  # a vflip alone is a half turn and a mirror
+
+
+def of_frame(frame: Any, *, full: bool = False) -> Orientation | None:
+    """The display orientation FFmpeg attached to a decoded PyAV frame (from the container, an orientation SEI or
+    a JPEG's EXIF); None when it has none.
+
+    Reading PyAV's side data ties the frame into a reference cycle (frame <-> side data): the picture then waits
+    for the garbage collector instead of going back to the decoder's buffer pool, which made decoding much slower.
+    So unless `full`, the matrix is read only where `frame.rotation` (cheap) says it turns the picture: missed is
+    the one orientation of eight whose rotation reads 0, a vertical flip (a half turn and a mirror)."""
+    rotation = frame.rotation  # av_display_rotation_get(): degrees counterclockwise, 0 without a matrix
+    if not rotation and not full:
+        return None
+    try:
+        matrix = frame.side_data.get("DISPLAYMATRIX")
+    except ValueError:  # PyAV cannot list side data of a type it does not know (FFmpeg 8's EXIF): the turn alone
+        return Orientation(round(-rotation / 90) % 4 * 90) if rotation else None
+    if matrix is None:
+        return None
+    return from_display_matrix(np.frombuffer(bytes(matrix), dtype=np.int32))

@@ -134,3 +134,27 @@ def test_phone_clip_with_display_rotation_reaches_the_model_upright(tiny_engine,
     to_upright = np.mean([np.abs(s - r).mean() for s, r in zip(seen, reference, strict=True)])
     to_sideways = np.mean([np.abs(s - np.rot90(r, k=-1)).mean() for s, r in zip(seen, reference, strict=True)])
     assert to_upright < 4.0 and to_sideways > 5 * to_upright, (to_upright, to_sideways)
+
+
+def _jpegs(frames: list[np.ndarray], exif_orientation: int | None) -> list[EncodedUnit]:
+    from PIL import Image
+
+    units = []
+    for i, rgb in enumerate(frames):
+        out = io.BytesIO()
+        exif = Image.Exif()
+        if exif_orientation is not None:
+            exif[0x0112] = exif_orientation
+        Image.fromarray(rgb).save(out, format="JPEG", quality=90, exif=exif.tobytes())
+        units.append(EncodedUnit(out.getvalue(), round(i * 1e6 / 15), True))
+    return units
+
+
+@pytest.mark.parametrize("exif,turn", [(6, -1), (8, 1), (3, 2)])  # EXIF "rotate 90 CW / 90 CCW / 180 to display"
+def test_mjpeg_camera_with_exif_orientation(tiny_engine, exif, turn):
+    engine = RecordingEngine(tiny_engine)
+    frames = lopsided_frames(10)
+    with serving(engine, ServerConfig(port=0)) as (address, _):
+        upright = _pictures(engine, address, _jpegs(frames, None), codec="mjpeg")
+        tagged = _pictures(engine, address, _jpegs(frames, exif), codec="mjpeg")
+    assert all(np.array_equal(t, np.rot90(u, k=turn)) for t, u in zip(tagged, upright, strict=True))
