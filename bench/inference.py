@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from inference.types import DEFAULT_QUESTIONS, Question, VQARequest
+from petstream.progress import bar
 
 #: petstream settings measured after the fp32 one: (label, dtype, compiled)
 SETTINGS = (
@@ -157,7 +158,7 @@ def run_bench(
         base_times: list[float] = []
         times: list[list[float]] = [[] for _ in settings]
         results: list[list[Any]] = [[] for _ in settings]
-        for i, r in enumerate(requests):
+        for i, r in enumerate(bar(requests, desc="bench inference", unit="frame")):
             with torch.inference_mode():
                 base_times.append(_timed(functools.partial(baseline_frame, r.image), sync))
             for k in [(i + j) % len(settings) for j in range(len(settings))]:

@@ -30,6 +30,7 @@ from bench.load import (
     thread_cpu_s,
 )
 from ingest.cli import _batch_sizes
+from petstream.progress import bar
 from simulators.fleet import server_process
 from simulators.golden import merge_scores, score_camera
 from simulators.timeline import BEHAVIORS
@@ -438,6 +439,7 @@ def run_benchmark(p: Params, log_dir: str | None = None) -> dict[str, object]:
     batch_args = ["--max-batch", str(p.max_batch), "--max-wait-ms", str(p.max_wait_ms)]
     result: dict[str, object] = {"machine": info, "params": asdict(p), "small_model": small, "batch_policy": policy}
     t_start = time.monotonic()
+    phases = bar(total=3 if p.quick else 4, desc="bench pipeline", unit="phase")  # a terminal only
     log_small = str(Path(log_dir) / "server-small.log")
     # the small model as served in production: compiled artifacts, the default batch policy (the engine-bound
     # pipeline phase below uses `batch_policy`)
@@ -445,10 +447,13 @@ def run_benchmark(p: Params, log_dir: str | None = None) -> dict[str, object]:
     result["small_model_server_args"] = small_args
     with server_process(small_args, log_path=log_small) as target:
         result["ingest"] = asyncio.run(ingest_phase(target, log_small, p, cores))
+        phases.update(1)
         result["motion"] = asyncio.run(motion_phase(target, log_small, p, small))
+        phases.update(1)
         if p.quick:
             result["pipeline"] = asyncio.run(pipeline_phase(target, small, p, log_small))
             result["pipeline"]["model"] = small  # type: ignore[index]
+            phases.update(1)
     if not p.quick:
         log_big = str(Path(log_dir) / "server-pipeline.log")
         # compiled stages for both sides (engine alone loads the same artifacts): model steps without Python
@@ -460,6 +465,7 @@ def run_benchmark(p: Params, log_dir: str | None = None) -> dict[str, object]:
         with server_process(big_args, log_path=log_big, timeout_s=300) as target:
             result["pipeline"] = asyncio.run(pipeline_phase(target, p.pipeline_model, p, log_big, str(art)))
         result["pipeline"]["model"] = p.pipeline_model  # type: ignore[index]
+        phases.update(2)
         # diagnostic, not a headline: the same saturation with the adaptive-rate governor off
         no_gov = Path(log_dir) / "no-governor.json"
         no_gov.write_text(json.dumps({"adaptive_rate": False}))
@@ -468,6 +474,7 @@ def run_benchmark(p: Params, log_dir: str | None = None) -> dict[str, object]:
             result["pipeline"]["saturated_without_governor"] = asyncio.run(  # type: ignore[index]
                 _saturate(target, p)
             )
+    phases.close()
     result["summary"] = summary(result)
     result["elapsed_s"] = round(time.monotonic() - t_start, 1)
     result["server_logs"] = log_dir

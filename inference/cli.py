@@ -54,6 +54,7 @@ def _compile(args: argparse.Namespace) -> int:
     from inference.compile import compile_artifacts
     from inference.models import resolve_model
     from inference.types import DEFAULT_QUESTIONS
+    from petstream.progress import bar, enabled
 
     try:  # a model that does not exist is the user's mistake: one line, before anything is traced
         resolve_model(args.model)
@@ -61,6 +62,18 @@ def _compile(args: argparse.Namespace) -> int:
         print(f"petstream compile: {exc}", file=sys.stderr)
         return 2
     questions = args.questions or [q.text for q in DEFAULT_QUESTIONS]
+    # on a terminal: a bar over the 3 stages x batch sizes; in pipes and CI: one line per artifact, as before
+    progress = bar(total=3 * len(args.batch_sizes), desc="compile", unit="artifact")
+
+    def report(line: str) -> None:
+        if not enabled():
+            print(line, flush=True)
+        elif line.startswith("  "):
+            progress.update(1)
+            progress.set_postfix_str(line.split()[0] + " b" + line.split()[2])
+        else:
+            progress.write(line)
+
     compile_artifacts(
         args.model,
         backend=args.backend,
@@ -68,6 +81,7 @@ def _compile(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         out=args.out,
         questions=questions,
-        progress=lambda s: print(s, flush=True),
+        progress=report,
     )
+    progress.close()
     return 0

@@ -97,6 +97,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="allow plaintext (no TLS, no credential check) on a non-loopback --host (default: off)",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="HTTP port for Prometheus /metrics, the operator page at / and its JSON (default: 0 = off)",
+    )
+    p.add_argument(
+        "--metrics-per-device",
+        action="store_true",
+        default=None,
+        help="add a device label to per-camera counters; for small fleets only (default: off)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=argparse.SUPPRESS,  # the same option as `petstream --log-format`, accepted after `serve` too
+        help="text lines, or one JSON object per line (default: text)",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -121,6 +138,8 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201
         token_key=args.token_key,
         insecure=args.insecure,
         default_sampling=args.default_sampling,
+        metrics_port=args.metrics_port,
+        metrics_per_device=args.metrics_per_device,
     )
     batch = {k: v for k, v in (("max_batch", args.max_batch), ("max_wait_ms", args.max_wait_ms)) if v is not None}
     return replace(cfg, batch=replace(cfg.batch, **batch)) if batch else cfg
@@ -163,11 +182,17 @@ async def run_server(cfg) -> int:  # noqa: ANN001
     server = PetstreamServer(engine, cfg)
     try:
         port = await server.start()
-    except RuntimeError as exc:  # the address cannot be bound (in use, not an address of this machine)
-        log.error("cannot listen on %s:%s: %s", cfg.host, cfg.port, str(exc).split(";")[0])
+    except RuntimeError as exc:  # an address cannot be bound (in use, not an address of this machine)
+        reason = str(exc).split(";")[0]
+        if reason.startswith("metrics_port"):
+            log.error("cannot start: %s", reason)
+        else:
+            log.error("cannot listen on %s:%s: %s", cfg.host, cfg.port, reason)
         await server.stop(grace=0)
         engine.close()
         return 2
+    if server.metrics_port:
+        print(f"petstream metrics and operator page on http://{cfg.host}:{server.metrics_port}/", flush=True)
     print(f"petstream serving on {cfg.host}:{port} (model {engine.model_name}, {cfg.backend})", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -57,6 +57,8 @@ class ServerConfig:
     max_bitrate_bps: float = 100e6  # video bits per second per device, averaged over 2 s (0 = unlimited)
     max_streams_per_device: int = 1  # a newer stream of a device beyond this replaces its oldest (ABORTED)
     max_outbox_messages: int = 256  # replies queued for a camera not reading; then scores/warnings are dropped
+    metrics_port: int = 0  # HTTP port for /metrics (Prometheus), the operator page at / and its JSON; 0 = off
+    metrics_per_device: bool = False  # add a `device` label to the per-camera counters (small fleets only)
 
     def __post_init__(self) -> None:
         if self.backend not in get_args(Backend):
@@ -69,6 +71,8 @@ class ServerConfig:
             raise ValueError(f"dtype: {self.dtype!r} is not one of {list(get_args(DType))}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: {self.port} is not in 0..65535")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port: {self.metrics_port} is not in 0..65535 (0 = off)")
         if not 0 < self.default_sample_fps <= self.max_sample_fps:
             raise ValueError(
                 f"default_sample_fps: {self.default_sample_fps} must be in (0, max_sample_fps={self.max_sample_fps}]"

@@ -15,11 +15,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from inference.types import Engine, VQARequest, VQAResult
+from inference.types import DEFAULT_QUESTIONS, Engine, VQARequest, VQAResult
 from ingest import auth, transport, wire
 from ingest.config import ServerConfig
 from ingest.images import decode_image
 from ingest.limits import DeviceRates, DeviceStreams, LimitExceeded
+from ingest.metrics import ServerMetrics
+from ingest.operator import OperatorHttp
 from ingest.readahead import ReadAhead
 from ingest.session import Session
 from protos.petstream.v1 import petstream_pb2 as pb
@@ -54,6 +56,33 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             config.max_streams_per_device,
             lambda: DeviceRates(config.max_chunks_per_s, config.max_bitrate_bps, config.max_chunk_bytes),
         )
+        self.metrics: ServerMetrics | None = None
+        if config.metrics_port:
+            self.metrics = ServerMetrics(
+                per_device=config.metrics_per_device,
+                behaviors={q.name for q in DEFAULT_QUESTIONS} | set(config.behavior_events),
+                backend=str(getattr(getattr(engine, "backend", None), "name", "") or ""),
+            )
+            self.metrics.attach(self._gauges)
+            self.batcher.on_batch = self.metrics.batch_done
+
+    def _gauges(self) -> dict[str, object]:
+        """Read at scrape time (from the metrics thread): plain attribute reads, no locks on the loop's state."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            release = version("petstream")
+        except PackageNotFoundError:
+            release = "dev"
+        return {
+            "queued": self.batcher.queued(),
+            "rate_scale": self.governor.scale,
+            "batches": self.batcher.batches_run,
+            "frames": self.batcher.frames_run,
+            "version": release,
+            "model": self.engine.model_name,
+            "dtype": getattr(self.engine, "dtype", ""),
+        }
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -150,11 +179,20 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             max_pixels=cfg.max_decoded_pixels,
             rates=self.devices.add(spec.device_id, session_id),
             max_outbox=cfg.max_outbox_messages,
+            observer=self.metrics,
         )
         self.sessions[session_id] = session
+        if self.metrics is not None:
+            self.metrics.session_opened(session)
+        opened = time.monotonic()
         session.set_rate_scale(self.governor.scale, notify=self.governor.scale < 1.0)
         log.info(
-            "camera %s connected (session %s, %s, %.2f fps)", spec.device_id, session_id, spec.codec, spec.sample_fps
+            "camera %s connected (session %s, %s, %.2f fps)",
+            spec.device_id,
+            session_id,
+            spec.codec,
+            spec.sample_fps,
+            extra={"fields": _open_fields(spec, session_id, context)},
         )
         reader = asyncio.create_task(self._read(session, messages), name=f"read-{session_id}")
         try:
@@ -172,7 +210,17 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             del self.sessions[session_id]
             self.devices.remove(spec.device_id, session_id)
             self.batcher.forget(session_id)
-            log.info("camera %s disconnected (session %s): %s", spec.device_id, session_id, session.stats)
+            if self.metrics is not None:
+                self.metrics.session_closed(session)
+            fields: dict[str, object] = {"event": "stream_close", "device_id": spec.device_id, "session_id": session_id}
+            fields |= {"duration_s": round(time.monotonic() - opened, 3), "totals": _totals(session)}
+            log.info(
+                "camera %s disconnected (session %s): %s",
+                spec.device_id,
+                session_id,
+                session.stats,
+                extra={"fields": fields},
+            )
 
     async def _read(self, session: Session, messages: AsyncIterator[pb.CameraMessage]) -> None:
         try:
@@ -236,6 +284,28 @@ async def refuse(
     await context.abort(code, details)
 
 
+def _open_fields(spec: wire.StreamSpec, session_id: str, context: grpc.aio.ServicerContext) -> dict[str, object]:
+    """Structured fields of the stream-open log line (--log-format json)."""
+    return {
+        "event": "stream_open",
+        "device_id": spec.device_id,
+        "session_id": session_id,
+        "codec": spec.codec,
+        "sampling": spec.sampling,
+        "sample_fps": spec.sample_fps,
+        "buffer_policy": "WAIT" if spec.wait else "DROP_OLDEST",
+        "behaviors": [q.name for q in spec.questions],
+        "peer": context.peer(),
+    }
+
+
+def _totals(session: Session) -> dict[str, object]:
+    """A departing camera's SessionStats as plain JSON values."""
+    from dataclasses import asdict
+
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in asdict(session.stats).items()}
+
+
 def name_os_thread(name: str) -> None:
     """Name the calling thread for the OS (top -H, /proc/*/task/*/comm): per-role CPU time can then be read."""
     try:
@@ -254,6 +324,8 @@ class PetstreamServer:
         self._server: grpc.aio.Server | None = None
         self.port = 0
         self.auth = auth.AuthInterceptor(transport.authenticator(config.security))  # .refusals: counts by reason
+        self._http: OperatorHttp | None = None
+        self.metrics_port = 0  # bound port of /metrics and the operator page (0: off)
 
     async def start(self) -> int:
         cfg = self.config
@@ -266,7 +338,11 @@ class PetstreamServer:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.so_reuseport", 1),
         ]
-        server = grpc.aio.server(options=options, interceptors=[self.auth])  # never compress video
+        metrics = self.service.metrics
+        # the metrics interceptor first (outermost): it sees the final status of every call, the refusals of the
+        # auth interceptor after it included
+        interceptors = [*([metrics.interceptor()] if metrics is not None else []), self.auth]
+        server = grpc.aio.server(options=options, interceptors=interceptors)  # never compress video
         pb_grpc.add_BehaviorStreamServicer_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
@@ -280,6 +356,9 @@ class PetstreamServer:
         if self.port == 0:
             raise RuntimeError(f"could not bind {address}")
         log.info("%s", transport.describe(cfg.security, f"{cfg.host}:{self.port}"))
+        if metrics is not None:  # before anything runs: a taken metrics port fails the start with its name
+            self._http = OperatorHttp(metrics, self.service, cfg.host, cfg.metrics_port)
+            self.metrics_port = self._http.start()
         self.service.start()
         await server.start()
         await _set_health(self.health, SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
@@ -296,6 +375,8 @@ class PetstreamServer:
         if self._server is not None:
             await self._server.stop(grace)
         await self.service.close()
+        if self._http is not None:
+            self._http.stop()
 
 
 async def _set_health(servicer: object, service: str, status: int) -> None:

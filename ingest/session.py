@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import grpc
 
@@ -24,6 +24,9 @@ from streaming.batcher import Batcher, Dropped, Outcome, WorkItem
 from streaming.events import BehaviorTracker, EventRule
 from streaming.frames import DecodedFrame, FrameScore, FrameTimings
 from streaming.sampler import FrameInfo
+
+if TYPE_CHECKING:
+    from ingest.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
 _DECODE_BATCH = 32  # most chunks of one camera decoded in one job of the decode pool (fairness among cameras)
@@ -61,6 +64,7 @@ class _FrameRef(NamedTuple):
     pts_us: int
     ingest_ns: int
     decoded_ns: int
+    queued_ns: int  # handed to the batcher (late binding: when the newer picture took the slot)
 
 
 @dataclass
@@ -95,10 +99,12 @@ class Session:
         max_pixels: int = 0,
         rates: DeviceRates | None = None,
         max_outbox: int = 256,
+        observer: ServerMetrics | None = None,
     ) -> None:
         self._max_outbox = max_outbox
         self._max_chunk_bytes = max_chunk_bytes
         self._rates = rates  # the device's chunk-rate and bitrate budget, shared with its other streams
+        self._observer = observer  # metrics hooks: scored frames and events (None: metrics off)
         self._refresh = refresh_waiting
         self._readahead_chunks = readahead_chunks
         self._readahead_bytes = readahead_bytes
@@ -131,6 +137,7 @@ class Session:
         self._warn_interval_ns = int(warn_interval_s * 1e9)
         self._last_drop_warning_ns = 0
         self._corrupt_warned = (0, 0)  # (corrupt count reported, when)
+        self._last_logged_ns: dict[str, int] = {}  # warning code -> last time it was logged at INFO
         self._last_seen = (0, 0)  # (pts_us, frame_seq) of the newest scored frame
         self._ahead: ReadAhead | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -267,8 +274,9 @@ class Session:
         self._warn_corrupt()
         if decoded.fresher is not None:
             raw, seq = decoded.fresher
-            ref = _FrameRef(seq, raw.pts_us, raw.ingest_ns, raw.decoded_ns)
-            item = WorkItem(self.session_id, self._late_request(raw, seq), time.monotonic_ns(), self._on_done_for(ref))
+            now = time.monotonic_ns()
+            ref = _FrameRef(seq, raw.pts_us, raw.ingest_ns, raw.decoded_ns, now)
+            item = WorkItem(self.session_id, self._late_request(raw, seq), now, self._on_done_for(ref))
             if self._batcher.refresh(item):
                 self.stats.refreshed += 1
         for frame in decoded.sampled:
@@ -277,8 +285,9 @@ class Session:
             self.stats.frames_sampled += 1
             self._pending += 1
             request = VQARequest(key=frame.frame_seq, image=frame.image, questions=self.questions)
-            ref = _FrameRef(frame.frame_seq, frame.pts_us, frame.ingest_ns, frame.decoded_ns)
-            item = WorkItem(self.session_id, request, time.monotonic_ns(), self._on_done_for(ref))
+            now = time.monotonic_ns()
+            ref = _FrameRef(frame.frame_seq, frame.pts_us, frame.ingest_ns, frame.decoded_ns, now)
+            item = WorkItem(self.session_id, request, now, self._on_done_for(ref))
             self._batcher.submit(item)
 
     def _update(self, update: pb.BehaviorUpdate) -> None:
@@ -317,12 +326,15 @@ class Session:
         timings = FrameTimings(
             decode_ms=(frame.decoded_ns - frame.ingest_ns) / 1e6,
             batch_wait_ms=max(0.0, (now - frame.decoded_ns) / 1e6 - (t.vision_s + t.text_s + t.decode_s) * 1e3),
+            sample_wait_ms=max(0.0, (frame.queued_ns - frame.decoded_ns) / 1e6),
             vision_ms=t.vision_s * 1e3,
             text_ms=(t.text_s + t.decode_s) * 1e3,
             total_ms=(now - frame.ingest_ns) / 1e6,
         )
         score = FrameScore(self.device_id, frame.frame_seq, frame.pts_us, dict(result.p_yes), frame.ingest_ns, timings)
         self.stats.frames_scored += 1
+        if self._observer is not None:
+            self._observer.frame_scored(self.device_id, timings)
         self._last_seen = (frame.pts_us, frame.frame_seq)
         if self.spec.want_scores:
             self.send(wire.scores_message(score))
@@ -334,6 +346,8 @@ class Session:
     def _emit(self, event) -> None:  # noqa: ANN001
         if event is not None:
             self.stats.events += 1
+            if self._observer is not None:
+                self._observer.event(self, event)
             self.send(wire.event_message(event))
 
     def _dropped(self, reason: str) -> None:
@@ -374,7 +388,12 @@ class Session:
 
     def warn(self, code: str, message: str) -> None:
         self.stats.warnings[code] += 1
-        log.info("camera %s: %s: %s", self.device_id, code, message)
+        # at most one line per code and interval at INFO: a camera sending bad data must not log every frame
+        now = time.monotonic_ns()
+        quiet = now - self._last_logged_ns.get(code, -self._warn_interval_ns) < self._warn_interval_ns
+        if not quiet:
+            self._last_logged_ns[code] = now
+        log.log(logging.DEBUG if quiet else logging.INFO, "camera %s: %s: %s", self.device_id, code, message)
         self.send(wire.warning_message(code, message))
 
     def send(self, msg: pb.ServerMessage) -> None:

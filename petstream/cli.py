@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import sys
+import os
 from collections.abc import Sequence
 from importlib import metadata
 from typing import NoReturn
+
+from petstream.logs import configure as configure_logging
+from petstream.progress import enabled as progress_enabled
 
 # Each package owns its subcommands: module.register(subparsers) adds them, each with set_defaults(func=...).
 # Registering must stay cheap (no torch import) so `petstream --help` is fast.
@@ -90,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="what is logged to stderr"
     )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines, or one JSON object per line with structured fields (default: text)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in _COMMAND_MODULES:
         module = importlib.import_module(name)
@@ -100,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(args.log_level, args.log_format)  # `serve --log-format` sets the same attribute
+    if not progress_enabled():  # transformers' own bars ("Loading weights") follow the same rule as ours
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -49,6 +49,7 @@ class CameraReport:
     first_pts_us: int = 0
     speed: float = 1.0
     event_arrivals: list[float] = field(default_factory=list)  # monotonic arrival time of each event
+    score_arrivals: list[float] = field(default_factory=list)  # monotonic arrival time of each FrameScores
 
     def sent_at(self, pts_us: int) -> float:
         """Monotonic time the unit with this pts was (due to be) sent."""
@@ -159,6 +160,7 @@ async def run_camera(
                 report.event_arrivals.append(time.monotonic())
             elif kind == "scores":
                 report.scores.append(msg.scores)
+                report.score_arrivals.append(time.monotonic())
             elif kind == "warning":
                 report.warnings.append(msg.warning)
             if on_message is not None:

@@ -243,11 +243,20 @@ def _replay_clip(args: argparse.Namespace, mount, on_message, security) -> int: 
         print(f"petstream camera: {exc}", file=sys.stderr)
         return 2
     print(reader.info.describe(), flush=True)
+    from petstream.progress import bar
+
+    progress = bar(desc=f"replaying {args.clip}", unit="frame")  # on a terminal only; quiet in pipes and CI
+
+    def counted(units):  # noqa: ANN001, ANN202
+        for unit in units:
+            progress.update(1)
+            yield unit
+
     report = asyncio.run(
         run_camera(
             args.target,
             args.device_id,
-            reader.units(),
+            counted(reader.units()),
             codec=reader.info.codec,
             speed=args.speed,
             want_scores=args.scores,
@@ -258,6 +267,7 @@ def _replay_clip(args: argparse.Namespace, mount, on_message, security) -> int: 
             security=security,
         )
     )
+    progress.close()
     print(_report_line(report))
     summary = reader.summary()
     if summary:

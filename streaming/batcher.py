@@ -108,6 +108,8 @@ class Batcher:
         self.dropped_total = 0  # frames dropped for backpressure or staleness, all cameras
         self._waits_ms: list[float] = []  # queue wait of each batch's oldest frame since take_load_sample()
         self.service_ms = 0.0  # moving average of one model call's wall time
+        #: metrics hook, once per model call: (streams, the pictures the model looked at, seconds)
+        self.on_batch: Callable[[list[str], list[object], float], None] | None = None
 
     def submit(self, item: WorkItem) -> None:
         """Queue a frame; a full stream queue drops (and reports) its oldest frame instead of blocking."""
@@ -201,7 +203,9 @@ class Batcher:
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[WorkItem]) -> None:
         started = time.monotonic_ns()
         try:
-            results = await loop.run_in_executor(self._executor, self._run_prepared, [i.request for i in batch])
+            requests, results = await loop.run_in_executor(
+                self._executor, self._run_prepared, [i.request for i in batch]
+            )
             if len(results) != len(batch):
                 raise RuntimeError(f"engine returned {len(results)} results for {len(batch)} requests")
         except Exception as exc:  # the engine failing must not kill the batcher: report to each camera
@@ -213,11 +217,16 @@ class Batcher:
         self.service_ms = elapsed_ms if not self.batches_run else 0.8 * self.service_ms + 0.2 * elapsed_ms
         self.batches_run += 1
         self.frames_run += len(batch)
+        if self.on_batch is not None:
+            self.on_batch([i.stream for i in batch], [r.image for r in requests], elapsed_ms / 1e3)
         for item, result in zip(batch, results, strict=True):
             item.on_done(result)
 
-    def _run_prepared(self, requests: list[VQARequest | Callable[[], VQARequest]]) -> list[VQAResult]:
-        return self._run_batch([r if isinstance(r, VQARequest) else r() for r in requests])
+    def _run_prepared(
+        self, requests: list[VQARequest | Callable[[], VQARequest]]
+    ) -> tuple[list[VQARequest], list[VQAResult]]:
+        prepared = [r if isinstance(r, VQARequest) else r() for r in requests]
+        return prepared, self._run_batch(prepared)
 
     def close(self) -> None:
         self._closed = True

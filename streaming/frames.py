@@ -35,7 +35,8 @@ class FrameTimings:
     """Per-stage latency of one scored frame, in milliseconds (for metrics and benchmarks)."""
 
     decode_ms: float = 0.0  # chunk arrival -> frame decoded
-    batch_wait_ms: float = 0.0  # sampled -> batch started
+    batch_wait_ms: float = 0.0  # decoded -> batch started (includes sample_wait_ms)
+    sample_wait_ms: float = 0.0  # decoded -> queued for the model (sampling, scaling, hand-over to the batcher)
     vision_ms: float = 0.0
     text_ms: float = 0.0
     total_ms: float = 0.0  # chunk arrival -> scores ready

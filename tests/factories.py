@@ -170,6 +170,23 @@ def running_server(engine: Engine, **config: object) -> Iterator[str]:
         yield address
 
 
+def free_port() -> int:
+    """A TCP port free on loopback right now (for the metrics port, which takes no 0)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(port: int, path: str = "/metrics") -> str:
+    """GET a path of a server's metrics port."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+        return resp.read().decode()
+
+
 def square_units(seconds: float, *, width: int = 64, height: int = 48, fps: int = 15, gop: int = 15) -> list:
     """A moving-square H.264 stream as simulators.video.EncodedUnit values (what run_camera sends)."""
     from simulators.video import EncodedUnit

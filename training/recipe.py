@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inference.models import TINY_WORDS, build_blip_vqa, build_tokenizer, make_processor
+from petstream.progress import bar
 from training.augment import augment, normalize
 from training.data import make_pool
 from training.teacher import TeacherCNN
@@ -82,7 +83,7 @@ def _loop(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, steps))
     start, running = time.perf_counter(), 0.0
-    for step in range(steps):
+    for step in bar(range(steps), desc=name, unit="step"):  # a bar on a terminal only
         with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = step_fn(step)
         opt.zero_grad(set_to_none=True)
