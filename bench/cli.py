@@ -43,6 +43,115 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test (figures mean nothing)")
     p.set_defaults(func=_bench_pipeline)
 
+    register_loadtest(sub)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected non-negative integers like 1,2,4")
+    return values
+
+
+def register_loadtest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "loadtest",
+        help="server settings x client concurrency -> latency/throughput per cell, the knee; CSV, JSON, PNG",
+    )
+    p.add_argument("--out", default="bench/results/loadtest", help="folder for the results (default: %(default)s)")
+    p.add_argument("--quick", action="store_true", help="a small matrix that finishes in under 3 minutes here")
+    p.add_argument("--target", help="host:port of a running server instead of starting one per setting")
+    p.add_argument("--target-metrics", help="its /metrics URL, for server-side drop counts (default: none)")
+    p.add_argument("--model", help="model each started server serves (default: sim-tiny)")
+    p.add_argument("--threads", type=_ints, help="model threads per setting, e.g. 1,2 (default: 1,2)")
+    p.add_argument("--max-batch", type=_ints, help="max batch sizes per setting, e.g. 1,8 (default: 1,8)")
+    p.add_argument("--cameras", type=_ints, help="live cameras per cell, e.g. 1,2,4,8,16,32 (default)")
+    p.add_argument("--asks", type=_ints, help="concurrent Ask callers per cell, e.g. 0,2 (default)")
+    p.add_argument("--sample-fps", type=float, help="frames/s each camera asks to be looked at (default: 1)")
+    p.add_argument(
+        "--sampling",
+        choices=["rate", "keyframes", "motion", "compressed"],
+        help="cameras' policy (default: the server's)",
+    )
+    p.add_argument("--warmup-s", type=float, help="seconds before each cell's window (default: 5)")
+    p.add_argument("--window-s", type=float, help="seconds measured per cell (default: 20)")
+    p.add_argument(
+        "--p99-budget",
+        type=float,
+        dest="p99_budget_ms",
+        help="p99 frame->event budget, ms (default: 1000; with --compare-naive 5000)",
+    )
+    p.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="extra `petstream serve` flag (repeatable; default: none), e.g. --serve-arg=--dtype --serve-arg=int8",
+    )
+    p.add_argument(
+        "--compare-naive",
+        action="store_true",
+        help="cameras per machine against the generate() "
+        "baseline server, full-size model, 85 %% still scripts, same sample rate (default: off)",
+    )
+    p.set_defaults(func=_loadtest)
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    out = Path(args.out)
+    if args.compare_naive:
+        from bench.compare_naive import CompareParams, run_compare, summary_lines, with_overrides
+
+        params = with_overrides(
+            CompareParams(),
+            model=args.model,
+            sample_fps=args.sample_fps,
+            p99_budget_ms=args.p99_budget_ms,
+            cameras=args.cameras,
+            warmup_s=args.warmup_s,
+            window_s=args.window_s,
+            serve_args=tuple(args.serve_arg) or None,
+        )
+        result = run_compare(params, out, log=lambda s: print(s, flush=True))
+        print("\n".join(summary_lines(result)))
+        print(f"wrote {out / 'compare_naive.json'}")
+        return 0
+    from bench.loadtest import LoadParams, run_loadtest
+    from bench.loadtest import with_overrides as load_overrides
+
+    base = LoadParams.quick() if args.quick else LoadParams()
+    p = load_overrides(
+        base,
+        model=args.model,
+        threads=args.threads,
+        max_batch=args.max_batch,
+        cameras=args.cameras,
+        asks=args.asks,
+        sample_fps=args.sample_fps,
+        sampling=args.sampling,
+        warmup_s=args.warmup_s,
+        window_s=args.window_s,
+        p99_budget_ms=args.p99_budget_ms,
+        extra_serve_args=tuple(args.serve_arg) or None,
+    )
+    result = run_loadtest(p, out, target=args.target, target_metrics=args.target_metrics)
+    print(f"{'setting':<28} {'cams':>4} {'asks':>4} {'p50':>8} {'p95':>8} {'p99':>8} {'scored/s':>8} {'drop':>4}  ok")
+    for r in result["cells"]:
+        if r["skipped"]:
+            continue
+        print(
+            f"{r['setting']:<28} {r['cameras']:>4} {r['asks']:>4} {r['p50_ms'] or '-':>8} {r['p95_ms'] or '-':>8} "
+            f"{r['p99_ms'] or '-':>8} {r['scored_fps']:>8} {r['dropped']:>4}  {r['sustained']}"
+        )
+    print("knee:", json.dumps(result["knee"]))
+    print(f"wrote {out}/loadtest.csv, loadtest.json, loadtest.png ({result['elapsed_s']:.0f} s)")
+    return 0
+
 
 def _bench_inference(args: argparse.Namespace) -> int:
     from bench.inference import run_bench

@@ -99,18 +99,21 @@ def _last_line(path: str) -> str:
 
 
 @contextlib.contextmanager
-def server_process(args: list[str], *, log_path: str | None = None, timeout_s: float = 120.0) -> Iterator[str]:
-    """Start `petstream serve --port 0 ARGS` as a subprocess and yield its address once it listens."""
-    with server_subprocess(args, log_path=log_path, timeout_s=timeout_s) as (address, _):
+def server_process(
+    args: list[str], *, log_path: str | None = None, timeout_s: float = 120.0, module: str = "petstream.cli serve"
+) -> Iterator[str]:
+    """Start `petstream serve --port 0 ARGS` (or another `python -m MODULE` printing the same "petstream serving on"
+    line, e.g. the naive baseline server) as a subprocess and yield its address once it listens."""
+    with server_subprocess(args, log_path=log_path, timeout_s=timeout_s, module=module) as (address, _):
         yield address
 
 
 @contextlib.contextmanager
 def server_subprocess(
-    args: list[str], *, log_path: str | None = None, timeout_s: float = 120.0
+    args: list[str], *, log_path: str | None = None, timeout_s: float = 120.0, module: str = "petstream.cli serve"
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """server_process() that also yields the process (its pid: memory, signals)."""
-    cmd = [sys.executable, "-m", "petstream.cli", "serve", "--port", "0", *args]
+    cmd = [sys.executable, "-m", *module.split(), "--port", "0", *args]
     log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
