@@ -168,7 +168,8 @@ async def run_cell(
     ]
     asks_tasks = [asyncio.ensure_future(_ask_loop(target, jpeg, lo, hi, ask_budget, ask_stats)) for _ in range(asks)]
     limit = p.warmup_s + p.window_s + stagger * cameras + p.drain_s
-    done, late = await asyncio.wait(tasks + asks_tasks, timeout=limit)
+    everything: list[asyncio.Future[Any]] = [*tasks, *asks_tasks]
+    done, late = await asyncio.wait(everything, timeout=limit)
     for task in late:  # bounded in time: cut what is still running
         task.cancel()
     reports = [t.result() for t in tasks if t in done and not t.cancelled() and t.exception() is None]
