@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.loadtest import LoadParams, ask_jpeg, clips_for, free_port, knee, sweep
+from bench.loadtest import LoadParams, ask_jpeg, clips_for, free_port, knee, search
 from petstream.progress import bar
 
 
@@ -26,10 +26,10 @@ class CompareParams:
     model: str = "blip-base-random"
     sample_fps: float = 0.25  # one frame every 4 s: the baseline's generate() loop (~3.3 s a frame) serves one
     p99_budget_ms: float = 5000.0
-    naive_cameras: tuple[int, ...] = (1, 2, 3)
-    cameras: tuple[int, ...] = (2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64)
-    warmup_s: float = 12.0
-    window_s: float = 40.0
+    naive_cameras: tuple[int, ...] = (1, 8)  # search: from 1, doubling up to 8, then bisecting
+    cameras: tuple[int, ...] = (4, 128)  # petstream's search: from 4 up to 128
+    warmup_s: float = 8.0
+    window_s: float = 32.0
     width: int = 640
     height: int = 360
     serve_args: tuple[str, ...] = ()  # extra `petstream serve` flags (e.g. --dtype int8 --artifacts DIR)
@@ -66,7 +66,7 @@ def _sweep_server(module: str, args: list[str], p: LoadParams, log_path: Path, t
         args = [*args, "--metrics-port", str(port)]
         metrics = f"http://127.0.0.1:{port}/metrics"
     with server_process(args, log_path=str(log_path), timeout_s=300, module=module) as target:
-        return sweep(target, p, clips, jpeg, metrics, progress, tag=tag, stop_unsustained=True)
+        return search(target, p, clips, jpeg, metrics, progress, tag=tag)
 
 
 def event_recall(params: CompareParams, sampling: str, log_dir: Path) -> dict[str, Any]:
@@ -147,8 +147,7 @@ def run_compare(params: CompareParams, out: Path, log: Any = print) -> dict[str,
 
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    total = len(params.naive_cameras) + len(params.cameras) * (1 + len(params.variants))
-    progress = bar(total=total, desc="compare-naive", unit="cell")
+    progress = bar(desc="compare-naive", unit="cell")  # searches: the number of cells is not known ahead
     result: dict[str, Any] = {"machine": machine_info(), "params": json.loads(json.dumps(asdict(params)))}
     log(f"naive baseline: {params.model}, generate() per question, {params.sample_fps:g} sampled frames/s")
     naive_args = ["--model", params.model, "--sample-fps", str(params.sample_fps)]

@@ -291,6 +291,43 @@ def sweep(
     return rows
 
 
+def search(
+    target: str,
+    p: LoadParams,
+    clips: Sequence[Sequence[EncodedUnit]],
+    jpeg: bytes,
+    metrics_url: str | None,
+    progress: Any,
+    tag: str = "lt",
+    resolution: float = 0.15,
+) -> list[dict[str, Any]]:
+    """The knee by search instead of a fixed list: double the cameras from p.cameras[0] until a cell is not
+    sustained (or p.cameras[-1] is reached), then bisect between the last sustained and the first failing count
+    until the gap is within `resolution` of the knee. No Ask callers. Rows sorted by cameras."""
+    rows: dict[int, dict[str, Any]] = {}
+
+    def measure(cams: int) -> bool:
+        row = asyncio.run(run_cell(target, clips, cams, 0, p, metrics_url, jpeg, tag=f"{tag}{len(rows)}"))
+        rows[cams] = row
+        progress.set_postfix_str(f"{cams} cameras: p99 {row['p99_ms']} ms, sustained {row['sustained']}")
+        progress.update(1)
+        return bool(row["sustained"])
+
+    low, high, cams = 0, None, p.cameras[0]
+    while cams <= p.cameras[-1]:
+        if not measure(cams):
+            high = cams
+            break
+        low, cams = cams, cams * 2
+    while high is not None and high - low > max(1, round(resolution * max(low, 1))):
+        mid = (low + high) // 2
+        if measure(mid):
+            low = mid
+        else:
+            high = mid
+    return [rows[c] for c in sorted(rows)]
+
+
 def run_loadtest(
     p: LoadParams,
     out: Path,
