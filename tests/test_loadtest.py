@@ -59,3 +59,36 @@ def test_a_small_sweep_measures_cells_and_writes_csv_json_png(tiny_engine, tmp_p
     assert len(table) == 4 and {"p50_ms", "p95_ms", "p99_ms", "scored_fps", "sustained"} <= set(table[0])
     assert json.loads((tmp_path / "loadtest.json").read_text())["knee"]["cameras"] == 2
     assert (tmp_path / "loadtest.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_naive_baseline_server_speaks_the_same_proto(tmp_path):
+    """bench.naive_server (generate() per question, every frame decoded) answers a camera and Ask like petstream."""
+    import asyncio
+    import io
+
+    import grpc
+    from factories import square_units
+    from PIL import Image
+
+    from protos.petstream.v1 import petstream_pb2 as pb
+    from protos.petstream.v1 import petstream_pb2_grpc as pb_grpc
+    from simulators.camera import run_camera
+    from simulators.fleet import server_process
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(buf, format="JPEG")
+
+    async def scenario(address: str) -> tuple:
+        report = await run_camera(address, "cam-n", square_units(3.0), speed=0, want_scores=True, sample_fps=2.0)
+        async with grpc.aio.insecure_channel(address) as channel:
+            answer = await pb_grpc.BehaviorStreamStub(channel).Ask(pb.AskRequest(image=buf.getvalue()))
+        return report, answer
+
+    args = ["--model", "tiny"]
+    with server_process(args, log_path=str(tmp_path / "naive.log"), module="bench.naive_server") as address:
+        report, answer = asyncio.run(scenario(address))
+    assert report.error is None and report.accepted.model == "tiny"
+    assert len(report.scores) == 6  # 3 s of video, a frame every 0.5 s of pts, each answered
+    assert all(set(s.p_yes) == {"barking", "playing", "chewing_furniture"} for s in report.scores)
+    assert all(v in (0.0, 1.0) for s in report.scores for v in s.p_yes.values())  # the answer text, yes or not
+    assert set(answer.p_yes) == {"barking", "playing", "chewing_furniture"}
