@@ -66,7 +66,7 @@ def _sweep_server(module: str, args: list[str], p: LoadParams, log_path: Path, t
         args = [*args, "--metrics-port", str(port)]
         metrics = f"http://127.0.0.1:{port}/metrics"
     with server_process(args, log_path=str(log_path), timeout_s=300, module=module) as target:
-        return search(target, p, clips, jpeg, metrics, progress, tag=tag)
+        return search(target, p, clips, jpeg, metrics, progress, tag=tag, resolution=0.25)
 
 
 def event_recall(params: CompareParams, sampling: str, log_dir: Path) -> dict[str, Any]:

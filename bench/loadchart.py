@@ -70,13 +70,22 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax_lat.axvline(knee["cameras"], color="green", lw=1, alpha=0.6)
         ax_lat.text(
             knee["cameras"],
-            ax_lat.get_ylim()[1],
-            f" knee: {knee['cameras']} cameras\n ({knee['setting']})",
+            budget * 1.1,
+            f"knee: {knee['cameras']} cameras\n({knee['setting']}) ",
             color="green",
-            va="top",
+            va="bottom",
+            ha="right",
             fontsize=8,
         )
-    ax_lat.set_title("latency against load (p50 dotted, p95 dashed, p99 solid; x = not sustained)")
+    ax_lat.set_title("frame -> event latency against load", fontsize=10)
+    ax_lat.text(
+        0.01,
+        0.01,
+        "p50 dotted, p95 dashed, p99 solid; red x: not sustained",
+        transform=ax_lat.transAxes,
+        fontsize=7,
+        color="grey",
+    )
     ax_fps.set_title("scored frames/s (grey: offered)")
     ax_ask.set_title("with concurrent Ask callers")
     ax_fps.set_ylabel("frames/s")

@@ -68,6 +68,7 @@ class LoadParams:
     max_batch: tuple[int | None, ...] = (1, 8)
     cameras: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     asks: tuple[int, ...] = (0, 2)  # concurrent Ask callers
+    ask_cameras: tuple[int, ...] | None = None  # camera counts combined with Ask callers > 0; None = all
     sample_fps: float = 1.0  # what each camera asks the server to look at
     sampling: str = ""  # camera's StreamOpen.sampling; "" = the server's default policy
     warmup_s: float = 5.0
@@ -85,7 +86,27 @@ class LoadParams:
 
     @classmethod
     def quick(cls) -> LoadParams:
-        return cls(cameras=(2, 8), asks=(0, 2), max_batch=(1, 4), warmup_s=2.0, window_s=5.0, width=320, height=180)
+        """2 x 2 settings, 3 camera counts and one cell with Ask callers each: under 3 minutes on 2 cores."""
+        return cls(
+            cameras=(4, 16, 40),
+            asks=(0, 2),
+            ask_cameras=(16,),
+            max_batch=(1, 4),
+            sample_fps=2.0,
+            warmup_s=2.0,
+            window_s=4.0,
+            width=320,
+            height=180,
+        )
+
+    def cells(self) -> list[tuple[int, int]]:
+        """(cameras, Ask callers) of each cell, in the order they run: lightest first per Ask level."""
+        return [
+            (c, a)
+            for a in self.asks
+            for c in self.cameras
+            if a == 0 or self.ask_cameras is None or c in self.ask_cameras
+        ]
 
     def settings(self) -> list[Setting]:
         return [Setting(t, b, self.extra_serve_args) for t, b in itertools.product(self.threads, self.max_batch)]
@@ -275,9 +296,10 @@ def sweep(
     """Every (cameras, asks) cell against one running server, lightest first; past stop_factor x budget (or, with
     `stop_unsustained`, after the first cell not sustained) the heavier cells of this Ask level are skipped."""
     rows = []
-    for a in asks if asks is not None else p.asks:
+    levels = asks if asks is not None else p.asks
+    for a in levels:
         stopped = False
-        for cams in p.cameras:
+        for cams in [c for c, level in p.cells() if level == a]:
             if stopped:
                 rows.append({"cameras": cams, "asks": a, "skipped": True, "sustained": False, "within_budget": False})
             else:
@@ -313,19 +335,27 @@ def search(
         progress.update(1)
         return bool(row["sustained"])
 
-    low, high, cams = 0, None, p.cameras[0]
-    while cams <= p.cameras[-1]:
-        if not measure(cams):
-            high = cams
+    knee_search(measure, p.cameras[0], p.cameras[-1], resolution)
+    return [rows[c] for c in sorted(rows)]
+
+
+def knee_search(sustained: Callable[[int], bool], start: int, limit: int, resolution: float) -> int:
+    """Double from `start` while `sustained(n)`, up to `limit`; then bisect between the last sustained and the
+    first failing count until they are within `resolution` x the former (at least 1) apart. Returns the last
+    sustained count (0: not even `start`)."""
+    low, high, n = 0, None, start
+    while n <= limit:
+        if not sustained(n):
+            high = n
             break
-        low, cams = cams, cams * 2
+        low, n = n, n * 2
     while high is not None and high - low > max(1, round(resolution * max(low, 1))):
         mid = (low + high) // 2
-        if measure(mid):
+        if sustained(mid):
             low = mid
         else:
             high = mid
-    return [rows[c] for c in sorted(rows)]
+    return low
 
 
 def run_loadtest(
@@ -346,8 +376,7 @@ def run_loadtest(
     clips = clips_for(p, seconds)
     jpeg = ask_jpeg(p.width, p.height)
     result: dict[str, Any] = {"machine": machine_info(), "params": _jsonable(asdict(p)), "settings": []}
-    cells = len(p.cameras) * len(p.asks) * len(settings)
-    progress = bar(total=cells, desc="loadtest", unit="cell")
+    progress = bar(total=len(p.cells()) * len(settings), desc="loadtest", unit="cell")
     rows: list[dict[str, Any]] = []
     for setting in settings:
         log(f"setting {setting.label}")

@@ -7,7 +7,7 @@ import json
 
 from factories import free_port, serving
 
-from bench.loadtest import LoadParams, ask_jpeg, clips_for, knee, sweep, write_outputs
+from bench.loadtest import LoadParams, ask_jpeg, clips_for, knee, knee_search, sweep, write_outputs
 from ingest.config import ServerConfig
 from petstream.progress import bar
 
@@ -21,6 +21,19 @@ def test_knee_is_the_most_cameras_with_every_lighter_load_sustained():
     assert knee([_row(1, False), _row(2, True)]) == 0
     assert knee([_row(1, True), _row(2, True, asks=2), _row(4, False, skipped=True)]) == 1  # Ask cells apart
     assert knee([]) == 0
+
+
+def test_knee_search_doubles_then_bisects():
+    tried: list[int] = []
+
+    def capacity(n: int) -> bool:
+        tried.append(n)
+        return n <= 11
+
+    assert knee_search(capacity, 1, 128, resolution=0.0) == 11
+    assert tried[:5] == [1, 2, 4, 8, 16] and set(tried[5:]) <= set(range(9, 16))
+    assert knee_search(lambda n: False, 4, 128, 0.25) == 0
+    assert knee_search(lambda n: True, 4, 20, 0.25) == 16  # never failed: the largest count tried
 
 
 def test_a_small_sweep_measures_cells_and_writes_csv_json_png(tiny_engine, tmp_path):
