@@ -10,8 +10,9 @@ import re
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import av
 
@@ -106,7 +107,7 @@ class Arrivals:
 
 async def run_cameras(
     target: str,
-    streams: dict[str, Sequence[EncodedUnit]],
+    streams: Mapping[str, Sequence[EncodedUnit]],
     *,
     speed: float,
     sample_fps: float,
@@ -143,9 +144,9 @@ _COUNTER = re.compile(r"(\w+)=Counter\(\{([^}]*)\}\)")
 _INT = re.compile(r"(\w+)=(\d+)(?=[,)]|$)")
 
 
-def session_stats_from_log(path: str) -> dict[str, dict[str, object]]:
+def session_stats_from_log(path: str) -> dict[str, dict[str, Any]]:
     """SessionStats of every finished camera, parsed from the server's disconnect log lines (last one per device)."""
-    stats: dict[str, dict[str, object]] = {}
+    stats: dict[str, dict[str, Any]] = {}
     try:
         with open(path) as f:
             lines = f.readlines()
@@ -156,7 +157,7 @@ def session_stats_from_log(path: str) -> dict[str, dict[str, object]]:
         if not m:
             continue
         body = m.group(2)
-        entry: dict[str, object] = {}
+        entry: dict[str, Any] = {}
         for name, inner in _COUNTER.findall(body):
             entry[name] = {k.strip(" '\""): int(v) for k, v in (p.split(":") for p in inner.split(",") if ":" in p)}
         for name, value in _INT.findall(_COUNTER.sub("", body)):
@@ -165,9 +166,9 @@ def session_stats_from_log(path: str) -> dict[str, dict[str, object]]:
     return stats
 
 
-def sum_stats(stats: dict[str, dict[str, object]], devices: Sequence[str]) -> dict[str, object]:
+def sum_stats(stats: dict[str, dict[str, Any]], devices: Sequence[str]) -> dict[str, Any]:
     """Totals of the numeric SessionStats fields (and the dropped/warnings counters) over `devices`."""
-    total: dict[str, object] = {"sessions_logged": sum(d in stats for d in devices)}
+    total: dict[str, Any] = {"sessions_logged": sum(d in stats for d in devices)}
     for d in devices:
         for k, v in stats.get(d, {}).items():
             if isinstance(v, int):
@@ -192,7 +193,7 @@ def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def machine_info() -> dict[str, object]:
+def machine_info() -> dict[str, Any]:
     import numpy
     import torch
 

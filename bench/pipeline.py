@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.engine_alone import run_in_subprocess
 from bench.load import (
@@ -115,7 +116,7 @@ async def _ingest_once(
     log_path: str,
     tag: str,
     sample_fps: float = 1.0,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     units = looped(clip, loops)
     streams = {f"{tag}-{i}": units for i in range(cameras)}
     cpu0 = time.process_time()
@@ -149,7 +150,7 @@ async def _ingest_once(
     }
 
 
-async def ingest_phase(target: str, log_path: str, p: Params, cores: int) -> dict[str, object]:
+async def ingest_phase(target: str, log_path: str, p: Params, cores: int) -> dict[str, Any]:
     """Headline: a camera-like 720p uplink (CABAC, deblocking, 1 Mbit/s, sensor noise). Also reported: the cheap
     cartoon encoding of the tests (no CABAC, no deblocking, 0.5 Mbit/s), where per-message costs weigh most."""
     out = await _ingest_clip(target, log_path, p, cores, CAMERA_LIKE, "cam")
@@ -159,7 +160,7 @@ async def ingest_phase(target: str, log_path: str, p: Params, cores: int) -> dic
 
 async def _ingest_clip(
     target: str, log_path: str, p: Params, cores: int, profile: EncodingProfile, tag: str
-) -> dict[str, object]:
+) -> dict[str, Any]:
     # 85 % still, as in the motion phase: pet cameras mostly watch an empty or quiet room (gating's case)
     clip = encode_clip(
         1,
@@ -169,7 +170,7 @@ async def _ingest_clip(
         still_fraction=p.still_fraction,
         profile=profile,
     )
-    runs: dict[str, list[dict[str, object]]] = {
+    runs: dict[str, list[dict[str, Any]]] = {
         "pyav": [],
         "rate": [],
         "rate_model_idle": [],
@@ -196,7 +197,7 @@ async def _ingest_clip(
     ok_rate = [x["fps_without_load_generator"] for x in runs["rate"] if not x["errors"]]
     full_alone = statistics.median(ok_rate) / 15 if ok_rate else 0.0  # type: ignore[operator]
     kbps = sum(len(u.data) for u in clip) * 8 / max(len(clip), 1) * 15 / 1000
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "clip": {
             "width": p.decode_width,
             "height": p.decode_height,
@@ -241,7 +242,7 @@ async def _ingest_clip(
 # -- motion gating: model calls and event quality -------------------------------------------------------------
 
 
-async def motion_phase(target: str, log_path: str, p: Params, model: str) -> dict[str, object]:
+async def motion_phase(target: str, log_path: str, p: Params, model: str) -> dict[str, Any]:
     clips = {
         # truly `still_fraction` still: a script need not show every behavior (each seed shows one or two)
         s: encode_clip(
@@ -259,7 +260,7 @@ async def motion_phase(target: str, log_path: str, p: Params, model: str) -> dic
     await asyncio.sleep(0.3)
     stats = session_stats_from_log(log_path)
     behaviors = list(BEHAVIORS)
-    per_policy: dict[str, object] = {}
+    per_policy: dict[str, Any] = {}
     minutes = p.motion_s / 60
     for pol in MOTION_POLICIES:
         reports = [rep for reps, _, _ in results for rep in reps if rep.device_id.startswith(pol + "-")]
@@ -296,7 +297,7 @@ async def motion_phase(target: str, log_path: str, p: Params, model: str) -> dic
                 "warnings": sorted({w.code for r in reports for w in r.warnings}),
             },
         }
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "model": model,
         "events_meaningful": model == "sim-tiny",  # the random `tiny` fallback answers noise: only call counts count
         "video": {"width": 640, "height": 360, "fps": 15, "seconds": p.motion_s, "still_fraction": p.still_fraction},
@@ -325,7 +326,7 @@ def _round(x: float | None, n: int) -> float | None:
 
 async def _live(
     target: str, clip: Sequence[EncodedUnit], cameras: int, sample_fps: float, tag: str, warmup: float, window: float
-) -> dict[str, object]:
+) -> dict[str, Any]:
     arrivals = Arrivals()
     streams = {f"{tag}-{i}": clip for i in range(cameras)}
     reports, t0, _ = await run_cameras(target, streams, speed=1.0, sample_fps=sample_fps, arrivals=arrivals, wait=False)
@@ -370,11 +371,11 @@ def _pcts(xs: list[float]) -> dict[str, float | None]:
 
 async def pipeline_phase(
     target: str, model: str, p: Params, log_path: str, artifacts: str | None = None
-) -> dict[str, object]:
+) -> dict[str, Any]:
     clip = encode_clip(7, width=640, height=360, seconds=p.warmup_s + p.window_s + 2)
     long_clip = encode_clip(7, width=640, height=360, seconds=p.warmup_s + p.latency_window_s + 2)
 
-    def engine_alone() -> dict[str, object]:
+    def engine_alone() -> dict[str, Any]:
         return run_in_subprocess(model, p.max_batch, p.engine_batches, artifacts=artifacts)
 
     alone = [await asyncio.to_thread(engine_alone)]
@@ -421,7 +422,7 @@ async def pipeline_phase(
     }
 
 
-async def _saturate(target: str, p: Params) -> dict[str, object]:
+async def _saturate(target: str, p: Params) -> dict[str, Any]:
     clip = encode_clip(7, width=640, height=360, seconds=p.warmup_s + p.window_s + 2)
     return await _live(target, clip, p.pipeline_cameras, p.pipeline_sample_fps, "sat", p.warmup_s, p.window_s)
 
@@ -429,7 +430,7 @@ async def _saturate(target: str, p: Params) -> dict[str, object]:
 # -- orchestration --------------------------------------------------------------------------------------------
 
 
-def run_benchmark(p: Params, log_dir: str | None = None) -> dict[str, object]:
+def run_benchmark(p: Params, log_dir: str | None = None) -> dict[str, Any]:
     """All phases in one run; servers are `petstream serve` subprocesses, cameras run in this process."""
     log_dir = log_dir or tempfile.mkdtemp(prefix="petstream-bench-")
     info = machine_info()
@@ -437,7 +438,7 @@ def run_benchmark(p: Params, log_dir: str | None = None) -> dict[str, object]:
     small = small_model()
     policy = {"max_batch": p.max_batch, "max_wait_ms": p.max_wait_ms}
     batch_args = ["--max-batch", str(p.max_batch), "--max-wait-ms", str(p.max_wait_ms)]
-    result: dict[str, object] = {"machine": info, "params": asdict(p), "small_model": small, "batch_policy": policy}
+    result: dict[str, Any] = {"machine": info, "params": asdict(p), "small_model": small, "batch_policy": policy}
     t_start = time.monotonic()
     phases = bar(total=3 if p.quick else 4, desc="bench pipeline", unit="phase")  # a terminal only
     log_small = str(Path(log_dir) / "server-small.log")
@@ -499,11 +500,11 @@ TARGETS = {
 }
 
 
-def summary(r: dict[str, object]) -> dict[str, object]:
+def summary(r: dict[str, Any]) -> dict[str, Any]:
     """The headline figures, each with its target where it has one."""
     ing, mot, pipe = r["ingest"], r["motion"], r["pipeline"]
     motion_pol = mot["policies"]  # type: ignore[index]
-    s: dict[str, object] = {
+    s: dict[str, Any] = {
         "pipeline_efficiency": pipe["pipeline_efficiency"],  # type: ignore[index]
         "model_busy_fraction": pipe["model_busy_fraction"],  # type: ignore[index]
         "decode_limit_streams": ing["decode_limit_streams"],  # type: ignore[index]
@@ -535,7 +536,7 @@ def summary(r: dict[str, object]) -> dict[str, object]:
         "service_time_ms": pipe["service_time_ms"],  # type: ignore[index]
         "capacity_fps": pipe["capacity_fps"],  # type: ignore[index]
     }
-    targets: dict[str, object] = {}
+    targets: dict[str, Any] = {}
     for key, (op, bound) in TARGETS.items():
         value = s.get(key)
         met = None if value is None else (value >= bound if op == ">=" else value <= bound)  # type: ignore[operator]
@@ -560,7 +561,7 @@ def summary(r: dict[str, object]) -> dict[str, object]:
     return s
 
 
-def format_table(r: dict[str, object]) -> str:
+def format_table(r: dict[str, Any]) -> str:
     s = r["summary"]
     lines = [f"{'metric':<32} {'value':>14} {'target':>12}  met"]
     for key, t in s["targets"].items():  # type: ignore[index,union-attr]
