@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import platform
@@ -145,7 +146,8 @@ _INT = re.compile(r"(\w+)=(\d+)(?=[,)]|$)")
 
 
 def session_stats_from_log(path: str) -> dict[str, dict[str, Any]]:
-    """SessionStats of every finished camera, parsed from the server's disconnect log lines (last one per device)."""
+    """SessionStats of every finished camera, parsed from the server's disconnect log lines (last one per device;
+    text or --log-format json)."""
     stats: dict[str, dict[str, Any]] = {}
     try:
         with open(path) as f:
@@ -153,6 +155,14 @@ def session_stats_from_log(path: str) -> dict[str, dict[str, Any]]:
     except OSError:
         return stats
     for line in lines:
+        if line.startswith("{"):  # --log-format json: the stream_close line carries the totals as fields
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == "stream_close":
+                stats[record["device_id"]] = dict(record["totals"])
+            continue
         m = _STATS_LINE.search(line)
         if not m:
             continue

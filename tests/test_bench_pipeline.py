@@ -25,6 +25,15 @@ def test_session_stats_are_parsed_from_the_disconnect_line(tmp_path: Path) -> No
     assert total["sessions_logged"] == 1 and total["frames_scored"] == 2
 
 
+def test_session_stats_are_parsed_from_json_log_lines_too(tmp_path: Path) -> None:
+    line = {"event": "stream_close", "device_id": "cam-2", "totals": {"frames_scored": 5, "dropped": {"stale": 1}}}
+    log = tmp_path / "server.log"
+    log.write_text('{"event": "stream_open", "device_id": "cam-2"}\n' + json.dumps(line) + "\nnot json {\n")
+    parsed = session_stats_from_log(str(log))
+    assert parsed == {"cam-2": {"frames_scored": 5, "dropped": {"stale": 1}}}
+    assert sum_stats(parsed, ["cam-2"])["dropped"] == {"stale": 1}
+
+
 def test_looped_clip_keeps_pts_increasing() -> None:
     clip = [EncodedUnit(b"x", i * 66_667, i == 0) for i in range(3)]
     pts = [u.pts_us for u in looped(clip, 3)]
