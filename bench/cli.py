@@ -70,7 +70,9 @@ def register_loadtest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch", type=_ints, help="max batch sizes per setting, e.g. 1,8 (default: 1,8)")
     p.add_argument("--cameras", type=_ints, help="live cameras per cell, e.g. 1,2,4,8,16,32 (default)")
     p.add_argument("--asks", type=_ints, help="concurrent Ask callers per cell, e.g. 0,2 (default)")
-    p.add_argument("--sample-fps", type=float, help="frames/s each camera asks to be looked at (default: 1)")
+    p.add_argument(
+        "--sample-fps", type=float, help="frames/s each camera asks to be looked at (default: 1; --compare-naive: 0.2)"
+    )
     p.add_argument(
         "--sampling",
         choices=["rate", "keyframes", "motion", "compressed"],
@@ -82,7 +84,7 @@ def register_loadtest(sub: argparse._SubParsersAction) -> None:
         "--p99-budget",
         type=float,
         dest="p99_budget_ms",
-        help="p99 frame->event budget, ms (default: 1000; with --compare-naive 5000)",
+        help="p99 frame->event budget, ms (default: 1000; with --compare-naive 8000)",
     )
     p.add_argument(
         "--serve-arg",

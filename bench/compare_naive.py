@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.loadtest import LoadParams, ask_jpeg, clips_for, free_port, knee, search
+from bench.loadtest import LoadParams, ask_jpeg, clips_for, free_port, knee, run_cell, search
 from petstream.progress import bar
 
 
@@ -24,8 +24,11 @@ class CompareParams:
     """Both sides' sweep. Every field has a default."""
 
     model: str = "blip-base-random"
-    sample_fps: float = 0.25  # one frame every 4 s: the baseline's generate() loop (~3.3 s a frame) serves one
-    p99_budget_ms: float = 5000.0
+    # one frame every 5 s: the baseline's generate() loop takes 4-4.5 s a frame beside the decoders and the load
+    # generator on 2 cores (0.25 frames/s overloaded it with one camera: p50 8.1 s); a person alerted to a barking
+    # dog within 8 s is still in time
+    sample_fps: float = 0.2
+    p99_budget_ms: float = 8000.0
     naive_cameras: tuple[int, ...] = (1, 8)  # search: from 1, doubling up to 8, then bisecting
     cameras: tuple[int, ...] = (4, 128)  # petstream's search: from 4 up to 128
     warmup_s: float = 8.0
@@ -66,6 +69,10 @@ def _sweep_server(module: str, args: list[str], p: LoadParams, log_path: Path, t
         args = [*args, "--metrics-port", str(port)]
         metrics = f"http://127.0.0.1:{port}/metrics"
     with server_process(args, log_path=str(log_path), timeout_s=300, module=module) as target:
+        # a throwaway cell first: compiled stages optimize on their first calls of each batch size, and the
+        # first measured cell must not pay for that (run 1: 4 cameras p99 4.7 s before, 5 cameras 0.85 s after)
+        prime = replace(p, warmup_s=2.0, window_s=p.warmup_s + 6.0)
+        asyncio.run(run_cell(target, clips, p.cameras[0], 0, prime, metrics, jpeg, tag=f"{tag}-prime"))
         return search(target, p, clips, jpeg, metrics, progress, tag=tag, resolution=0.25)
 
 
