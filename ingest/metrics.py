@@ -135,9 +135,8 @@ class ServerMetrics:
             [*device, "behavior", "state"],
             registry=r,
         )
-        self.auth_refusals = PromCounter(
-            "petstream_auth_refusals", "calls refused by authentication, by reason", ["reason"], registry=r
-        )
+        #: refusals by reason: the auth interceptor's own Counter (attach_refusals), read at scrape time
+        self._refusals: Counter[str] = Counter()
         self.rpc_started = PromCounter(
             "petstream_grpc_server_started", "RPCs started", ["grpc_service", "grpc_method"], registry=r
         )
@@ -224,9 +223,13 @@ class ServerMetrics:
                 if key in self._cameras:  # a camera's stream (not an Ask call)
                     self._thumbs[key] = (image, self._thumbs.get(key, (None, 0, 0.0))[1] + 1, now)
 
+    def attach_refusals(self, refusals: Counter[str]) -> None:
+        """Export the auth interceptor's refusals by reason (AuthInterceptor.refusals; reasons are a fixed set)."""
+        self._refusals = refusals
+
     def auth_refused(self, reason: str) -> None:
-        """For the auth interceptor (issue 11): count a refused call; `reason` must come from a fixed set."""
-        self.auth_refusals.labels(reason).inc()
+        """Count a refused call by hand (for a refusal outside AuthInterceptor); `reason` from a fixed set."""
+        self._refusals[reason] += 1
 
     # -- reads (any thread) -----------------------------------------------------------------------------------
 
@@ -325,6 +328,12 @@ class _StatsCollector(Collector):
             fam = CounterMetricFamily(name, doc, labels=["backend"])
             fam.add_metric([m.backend], g.get(key, 0))
             yield fam
+        fam = CounterMetricFamily(
+            "petstream_auth_refusals", "calls refused by authentication, by reason", labels=["reason"]
+        )
+        for reason, n in sorted(dict(m._refusals).items()):
+            fam.add_metric([reason], n)
+        yield fam
         info = GaugeMetricFamily("petstream_build_info", "server build and model", labels=["version", "model", "dtype"])
         info.add_metric([str(g.get("version", "")), str(g.get("model", "")), str(g.get("dtype", ""))], 1)
         yield info

@@ -324,6 +324,8 @@ class PetstreamServer:
         self._server: grpc.aio.Server | None = None
         self.port = 0
         self.auth = auth.AuthInterceptor(transport.authenticator(config.security))  # .refusals: counts by reason
+        if self.service.metrics is not None:
+            self.service.metrics.attach_refusals(self.auth.refusals)  # petstream_auth_refusals_total{reason}
         self._http: OperatorHttp | None = None
         self.metrics_port = 0  # bound port of /metrics and the operator page (0: off)
 

@@ -188,3 +188,16 @@ def test_operator_json_and_thumbnail_of_the_frame_the_model_looked_at(tiny_engin
     cam = state["cameras"][0]
     assert cam["device_id"] == "cam/1 ü" and cam["codec"] == "h264" and cam["frames"]["scored"] >= 1
     assert Image.open(io.BytesIO(state["jpeg"])).size == (256, 144)
+
+
+def test_auth_refusals_by_reason_are_exported_from_the_interceptors_counter():
+    from prometheus_client import generate_latest
+
+    metrics = ServerMetrics()
+    refusals: Counter[str] = Counter()
+    metrics.attach_refusals(refusals)  # PetstreamServer attaches AuthInterceptor.refusals
+    refusals["bad_token"] += 2
+    metrics.auth_refused("expired")
+    samples = _samples(generate_latest(metrics.registry).decode())
+    assert _total(samples, "petstream_auth_refusals_total", reason="bad_token") == 2
+    assert _total(samples, "petstream_auth_refusals_total", reason="expired") == 1
