@@ -60,36 +60,59 @@ def register_loadtest(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "loadtest",
         help="server settings x client concurrency -> latency/throughput per cell, the knee; CSV, JSON, PNG",
+        description="The stress test that sizes a fleet: a matrix of server settings (model threads x max batch "
+        "size; a `petstream serve` is started per setting, or --target) x client concurrency (live simulated "
+        "cameras streaming real-time H.264, concurrent Ask callers). Each cell warms up, then measures a window; "
+        "writes loadtest.csv, loadtest.json (with the knee) and loadtest.png into --out. --compare-naive measures "
+        "cameras per machine against a generate()-per-question baseline server instead.",
+        epilog="examples:\n  petstream loadtest --quick --out /tmp/lt\n"
+        "  petstream loadtest --model blip-base-random --sample-fps 0.5 --cameras 1,2,4,8 --p99-budget 3000\n"
+        "  petstream loadtest --compare-naive --serve-arg=--dtype --serve-arg=int8",
     )
-    p.add_argument("--out", default="bench/results/loadtest", help="folder for the results (default: %(default)s)")
-    p.add_argument("--quick", action="store_true", help="a small matrix that finishes in under 3 minutes here")
-    p.add_argument("--target", help="host:port of a running server instead of starting one per setting")
-    p.add_argument("--target-metrics", help="its /metrics URL, for server-side drop counts (default: none)")
-    p.add_argument("--model", help="model each started server serves (default: sim-tiny)")
-    p.add_argument("--threads", type=_ints, help="model threads per setting, e.g. 1,2 (default: 1,2)")
-    p.add_argument("--max-batch", type=_ints, help="max batch sizes per setting, e.g. 1,8 (default: 1,8)")
-    p.add_argument("--cameras", type=_ints, help="live cameras per cell, e.g. 1,2,4,8,16,32 (default)")
-    p.add_argument("--asks", type=_ints, help="concurrent Ask callers per cell, e.g. 0,2 (default)")
     p.add_argument(
-        "--sample-fps", type=float, help="frames/s each camera asks to be looked at (default: 1; --compare-naive: 0.2)"
+        "--out", default="bench/results/loadtest", metavar="DIR", help="folder for the results (default: %(default)s)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="a small matrix that finishes in under 3 minutes here (default: off)"
+    )
+    p.add_argument(
+        "--target", metavar="HOST:PORT", help="host:port of a running server instead of starting one per setting"
+    )
+    p.add_argument(
+        "--target-metrics", metavar="URL", help="its /metrics URL, for server-side drop counts (default: none)"
+    )
+    p.add_argument("--model", metavar="MODEL", help="model each started server serves (default: sim-tiny)")
+    p.add_argument("--threads", type=_ints, metavar="N,N", help="model threads per setting, e.g. 1,2 (default: 1,2)")
+    p.add_argument(
+        "--max-batch", type=_ints, metavar="N,N", help="max batch sizes per setting, e.g. 1,8 (default: 1,8)"
+    )
+    p.add_argument("--cameras", type=_ints, metavar="N,N", help="live cameras per cell, e.g. 1,2,4,8,16,32 (default)")
+    p.add_argument("--asks", type=_ints, metavar="N,N", help="concurrent Ask callers per cell, e.g. 0,2 (default)")
+    p.add_argument(
+        "--sample-fps",
+        type=float,
+        metavar="FPS",
+        help="frames/s each camera asks to be looked at (default: 1; --compare-naive: 0.2)",
     )
     p.add_argument(
         "--sampling",
         choices=["rate", "keyframes", "motion", "compressed"],
         help="cameras' policy (default: the server's)",
     )
-    p.add_argument("--warmup-s", type=float, help="seconds before each cell's window (default: 5)")
-    p.add_argument("--window-s", type=float, help="seconds measured per cell (default: 20)")
+    p.add_argument("--warmup-s", type=float, metavar="SECONDS", help="seconds before each cell's window (default: 5)")
+    p.add_argument("--window-s", type=float, metavar="SECONDS", help="seconds measured per cell (default: 20)")
     p.add_argument(
         "--p99-budget",
         type=float,
         dest="p99_budget_ms",
+        metavar="MS",
         help="p99 frame->event budget, ms (default: 1000; with --compare-naive 8000)",
     )
     p.add_argument(
         "--serve-arg",
         action="append",
         default=[],
+        metavar="FLAG",
         help="extra `petstream serve` flag (repeatable; default: none), e.g. --serve-arg=--dtype --serve-arg=int8",
     )
     p.add_argument(

@@ -100,6 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--metrics-port",
         type=int,
+        metavar="PORT",
         help="HTTP port for Prometheus /metrics, the operator page at / and its JSON (default: 0 = off)",
     )
     p.add_argument(
