@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-BACKENDS = ("cpu", "cuda", "neuron")
+BACKENDS = ("cpu", "cuda", "neuron", "openvino")
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -23,14 +23,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "compile",
         help="trace the BLIP stages per batch size into artifacts with a manifest",
         description="Trace the three BLIP stages (vision, text encoder, text decoder) for each batch size into "
-        "TorchScript (or Neuron) artifacts with a manifest; `petstream serve --artifacts` loads them.",
+        "TorchScript, Neuron or OpenVINO IR artifacts with a manifest; `petstream serve --artifacts` loads them.",
         epilog="example:\n  petstream compile --model sim-tiny --batch-sizes 1,2,4 --out compiled/\n"
-        "  petstream serve --model sim-tiny --artifacts compiled/",
+        "  petstream serve --model sim-tiny --artifacts compiled/\n"
+        "  petstream calibration --out frames.npz\n"
+        "  petstream compile --model sim-tiny --backend openvino --dtype int8 --calibration frames.npz --out ov/",
     )
     p.add_argument(
         "--model", default="tiny", metavar="MODEL", help="tiny, sim-tiny, blip-base-random, a folder or a hub id"
     )
-    p.add_argument("--backend", choices=BACKENDS, default="cpu", help="what the artifacts are compiled for")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="cpu",
+        help="what the artifacts are compiled for: cpu/cuda TorchScript, neuron torch_neuronx, openvino OpenVINO IR",
+    )
     p.add_argument(
         "--batch-sizes",
         type=_batch_sizes,
@@ -38,7 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N,N,...",
         help="batch sizes to compile, comma-separated; inputs are padded up to one of them",
     )
-    p.add_argument("--dtype", choices=("fp32", "bf16", "int8"), default="fp32", help="weights and activations")
+    p.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16", "int8"),
+        default="fp32",
+        help="weights and activations; int8: cpu = dynamic int8 vision linears + bf16, openvino = NNCF int8 "
+        "vision and text encoder calibrated on real frames + bf16 decoder",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="NPZ",
+        help="real frames for openvino int8, made by `petstream calibration` "
+        "(default: the shipped set of simulator scenes through H.264)",
+    )
     p.add_argument(
         "--question",
         action="append",
@@ -62,15 +81,23 @@ def _compile(args: argparse.Namespace) -> int:
         print(f"petstream compile: {exc}", file=sys.stderr)
         return 2
     questions = args.questions or [q.text for q in DEFAULT_QUESTIONS]
-    # on a terminal: a bar over the 3 stages x batch sizes; in pipes and CI: one line per artifact, as before
-    progress = bar(total=3 * len(args.batch_sizes), desc="compile", unit="artifact")
+    calibration = None
+    if args.calibration:
+        from inference.calibration import load_calibration
+
+        try:
+            calibration = load_calibration(args.calibration)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--calibration: {exc}") from None
+    # on a terminal: a bar over the 3 stages (each compiled for every batch size); in pipes and CI: one line each
+    progress = bar(total=3, desc="compile", unit="stage")
 
     def report(line: str) -> None:
         if not enabled():
             print(line, flush=True)
         elif line.startswith("  "):
             progress.update(1)
-            progress.set_postfix_str(line.split()[0] + " b" + line.split()[2])
+            progress.set_postfix_str(line.split()[0])
         else:
             progress.write(line)
 
@@ -81,6 +108,7 @@ def _compile(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         out=args.out,
         questions=questions,
+        calibration=calibration,
         progress=report,
     )
     progress.close()

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from inference.runner import LAYOUTS, signature
+from inference.calibration import CalibrationSet, load_calibration
+from inference.runner import LAYOUTS, pad_batch, signature
 from inference.types import DEFAULT_QUESTIONS
 
 if TYPE_CHECKING:
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 DEFAULT_TEXTS = tuple(q.text for q in DEFAULT_QUESTIONS)
+#: backends whose int8 is static (quantization ranges calibrated on real frames at compile time)
+STATIC_INT8_BACKENDS = ("openvino",)
 
 
 class ArtifactMismatch(ValueError):
@@ -42,13 +45,18 @@ def compile_artifacts(
     dtype: str = "fp32",
     out: str | Path,
     questions: Sequence[str] = DEFAULT_TEXTS,
+    calibration: CalibrationSet | None = None,
+    engine: BlipEngine | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Trace vision, text encoder and decoder for every batch size; write one file per (stage, shape) + manifest.
+    """Trace vision, text encoder and decoder for every batch size; write one artifact per (stage, shape) + manifest.
 
     The text stages are compiled for `questions` (default: the three default questions) right-padded to the
     longest: one text-encoder and one decoder artifact per batch size. Only shapes matter, so any question
     set with as many questions and the same padded length uses them; others run those stages eagerly.
+    `calibration` (real frames) feeds static int8 on backends that quantize that way (openvino int8: the
+    shipped set of simulator scenes through H.264 when None); dynamic int8 on the cpu backend needs none.
+    `engine` reuses an eager engine already loaded for this model, backend and dtype.
     """
     from inference.engine import load_engine
 
@@ -56,39 +64,72 @@ def compile_artifacts(
         raise ValueError(f"dtype={dtype!r} is not one of fp32, bf16, int8")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    engine = load_engine(model, backend=backend, dtype=dtype, batch_sizes=batch_sizes)  # type: ignore[arg-type]
+    if engine is None:
+        engine = load_engine(model, backend=backend, dtype=dtype, batch_sizes=batch_sizes)  # type: ignore[arg-type]
     be, staged = engine.backend, engine.staged
+    if be.name != backend or engine.dtype != dtype:
+        raise ValueError(f"engine is {be.name}/{engine.dtype}, asked to compile {backend}/{dtype}")
+    static_int8 = backend in STATIC_INT8_BACKENDS and dtype == "int8"
+    if static_int8 and calibration is None:
+        calibration = load_calibration()
+        progress(f"calibrating int8 on the shipped set: {calibration!r}")
+    elif calibration is not None and not static_int8:
+        progress(f"note: {backend}/{dtype} does not calibrate; the calibration set is not used")
+        calibration = None
     entries: list[dict[str, Any]] = []
     texts = tuple(questions)
+    sizes = tuple(engine.batch_sizes)
 
-    def emit(stage: str, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], batch: int, name: str) -> None:
-        path = out / name
+    def emit(
+        stage: str,
+        module: torch.nn.Module,
+        buckets: dict[int, tuple[torch.Tensor, ...]],
+        name: str,
+        calib: list[tuple[torch.Tensor, ...]] | None = None,
+    ) -> None:
         t0 = time.perf_counter()
-        be.save(be.trace(module, inputs, dtype=dtype), path)
-        sig = signature(inputs, LAYOUTS[stage])
-        entries.append(
-            {
-                "stage": stage,
-                "file": name,
-                "batch_size": batch,
-                "inputs": [{"shape": list(shape), "dtype": dt} for shape, dt in sig],
-                "sha256": sha256_file(path),
-            }
+        lay = LAYOUTS[stage]
+        compiled = be.trace_buckets(
+            module, buckets, dtype=dtype, batch=(lay.batch_input, lay.batch_dim), calibration=calib
         )
-        progress(f"  {stage:<8} batch {batch:>2}  {name:<28} {time.perf_counter() - t0:6.1f} s")
+        for b, inputs in buckets.items():
+            file = name.format(b=b) + be.artifact_suffix
+            written = be.save(compiled[b], out / file)
+            sig = signature(inputs, lay)
+            entry: dict[str, Any] = {
+                "stage": stage,
+                "file": file,
+                "batch_size": b,
+                "inputs": [{"shape": list(shape), "dtype": dt} for shape, dt in sig],
+                "sha256": sha256_file(out / file),
+            }
+            sidecars = [{"file": p.name, "sha256": sha256_file(p)} for p in written if p.name != file]
+            if sidecars:
+                entry["sidecars"] = sidecars  # e.g. an OpenVINO IR's .bin beside its .xml
+            entries.append(entry)
+        took = time.perf_counter() - t0
+        progress(f"  {stage:<8} batch sizes {','.join(map(str, buckets))}  {name.format(b='*'):<22} {took:6.1f} s")
 
-    progress(f"compiling {model} for {backend} ({dtype}), batch sizes {tuple(engine.batch_sizes)} -> {out}")
+    progress(f"compiling {model} for {backend} ({dtype}), batch sizes {sizes} -> {out}")
     with torch.inference_mode(False), torch.no_grad():
-        for b in engine.batch_sizes:
-            size = engine.image_size
-            pixels = torch.zeros(b, 3, size, size, dtype=engine.host_dtype, device=be.device)
-            emit("vision", staged.vision, (pixels,), b, f"vision_b{b}.pt")
-            image_kv = staged.vision(pixels)
-            ids, mask = engine.question_tokens(texts)
-            q, length = ids.shape
-            emit("text", staged.text, (ids, mask, image_kv), b, f"text_b{b}_q{q}_l{length}.pt")
-            embeds = staged.text(ids, mask, image_kv)
-            emit("decoder", staged.decoder, (embeds, mask), b, f"decoder_b{b}_q{q}_l{length}.pt")
+        size = engine.image_size
+        pixels = torch.zeros(1, 3, size, size, dtype=engine.host_dtype, device=be.device)
+        calib = None
+        if calibration is not None:
+            calib = [(engine.pixel_values([frame]),) for frame in calibration.frames]
+        emit("vision", staged.vision, {b: (pad_batch(pixels, 0, b),) for b in sizes}, "vision_b{b}", calib)
+        image_kv = staged.vision(pixels)
+        ids, mask = engine.question_tokens(texts)
+        q, length = ids.shape
+        text_in = {b: (ids, mask, pad_batch(image_kv, 1, b)) for b in sizes}
+        emit("text", staged.text, text_in, f"text_b{{b}}_q{q}_l{length}")
+        embeds = staged.text(ids, mask, image_kv)
+        emit(
+            "decoder",
+            staged.decoder,
+            {b: (pad_batch(embeds, 0, b), mask) for b in sizes},
+            f"decoder_b{{b}}_q{q}_l{length}",
+        )
     manifest = {
         "format": FORMAT_VERSION,
         "model": model,
@@ -97,9 +138,10 @@ def compile_artifacts(
         "backend": backend,
         "dtype": dtype,
         "image_size": engine.image_size,
-        "batch_sizes": list(engine.batch_sizes),
+        "batch_sizes": list(sizes),
         "questions": list(texts),
         "versions": be.versions(),
+        "calibration": None if calibration is None else {**calibration.describe(), "stage": "vision"},
         "artifacts": entries,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -141,6 +183,12 @@ def check_manifest(manifest: dict[str, Any], engine: BlipEngine, directory: Path
             problems.append(f"{entry['file']}: missing")
         elif sha256_file(path) != entry["sha256"]:
             problems.append(f"{entry['file']}: sha256 differs from the manifest (file changed after compiling)")
+        for side in entry.get("sidecars", []):
+            side_path = directory / side["file"]
+            if not side_path.is_file():
+                problems.append(f"{side['file']}: missing")
+            elif sha256_file(side_path) != side["sha256"]:
+                problems.append(f"{side['file']}: sha256 differs from the manifest (file changed after compiling)")
     if problems:
         raise ArtifactMismatch(f"refusing artifacts in {directory}:\n  " + "\n  ".join(problems))
 
@@ -152,6 +200,6 @@ def attach_artifacts(engine: BlipEngine, directory: str | Path) -> tuple[int, ..
     check_manifest(manifest, engine, directory)
     for entry in manifest["artifacts"]:
         sig = tuple((tuple(i["shape"]), i["dtype"]) for i in entry["inputs"])
-        fn = engine.backend.load(directory / entry["file"])
+        fn = engine.backend.load(directory / entry["file"], dtype=manifest["dtype"])
         engine.runners[entry["stage"]].add(entry["batch_size"], sig, fn)
     return tuple(manifest["batch_sizes"])

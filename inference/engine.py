@@ -6,12 +6,12 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from inference.backends import Backend, get_backend
+from inference.cpufeatures import cpu_has_fast_bf16
 from inference.preprocess import to_pixel_values
 from inference.runner import StageRunner
 from inference.stages import StagedBlip
@@ -19,39 +19,28 @@ from inference.types import Engine, StageTimings, VQARequest, VQAResult
 
 log = logging.getLogger(__name__)
 
-BackendName = Literal["cpu", "cuda", "neuron"]
+BackendName = Literal["cpu", "cuda", "neuron", "openvino"]
 DtypeName = Literal["auto", "fp32", "bf16", "int8"]
-#: the tensors' dtype between stages; "int8" is bf16 with the vision stage's linears in dynamic int8 (cpu only)
+#: "int8": on cpu, bf16 with the vision stage's linears in dynamic int8; on openvino, the vision stage in
+#: NNCF static int8 (calibrated) and the rest in bf16 where the CPU has it
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.bfloat16}
-
-
-def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
-    """True when the CPU computes bf16 natively (AMX or AVX-512 BF16), per /proc/cpuinfo flags."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+INT8_BACKENDS = ("cpu", "openvino")
+__all__ = ["BlipEngine", "cpu_has_fast_bf16", "load_engine", "resolve_dtype", "set_threads"]
 
 
 def resolve_dtype(dtype: str, backend: str) -> str:
     """auto -> bf16 where the hardware computes it natively (GPU, Neuron, AMX/AVX-512 BF16 CPU), else fp32.
 
-    "int8" (bf16, with the vision stage's linears in dynamic int8) is never chosen by auto and is cpu only.
+    "int8" is never chosen here (it needs calibration or a fidelity check: see inference.autobuild) and runs
+    on the cpu and openvino backends only.
     """
     if dtype not in ("auto", *DTYPES):
         raise ValueError(f"dtype={dtype!r} is not one of auto, {', '.join(DTYPES)}")
-    if dtype == "int8" and backend != "cpu":
-        raise ValueError(f"dtype='int8' (dynamic int8 vision linears) runs on the cpu backend only, not {backend!r}")
+    if dtype == "int8" and backend not in INT8_BACKENDS:
+        raise ValueError(f"dtype='int8' runs on the {' and '.join(INT8_BACKENDS)} backends only, not {backend!r}")
     if dtype != "auto":
         return dtype
-    if backend == "cpu":
+    if backend in ("cpu", "openvino"):
         return "bf16" if cpu_has_fast_bf16() else "fp32"
     return "bf16"
 
@@ -92,8 +81,8 @@ class BlipEngine(Engine):
 
     @property
     def host_dtype(self) -> torch.dtype:
-        # neuron artifacts take fp32 and cast inside (--auto-cast); everywhere else tensors carry the dtype
-        return torch.float32 if self.backend.name == "neuron" else DTYPES[self.dtype]
+        # neuron and openvino artifacts take fp32 and cast inside; elsewhere tensors carry the dtype
+        return self.backend.host_dtype(self.dtype)
 
     def question_tokens(self, texts: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids [Q,L] of a question set, right-padded to the longest, and the mask [Q,L]; cached."""
@@ -103,6 +92,11 @@ class BlipEngine(Engine):
             cached = (enc["input_ids"].to(self.backend.device), enc["attention_mask"].to(self.backend.device))
             self._tokens[texts] = cached
         return cached
+
+    def pixel_values(self, images: Sequence[Any]) -> torch.Tensor:
+        """Frames (uint8 RGB, any size) -> the vision stage's input, on the backend's device and dtype."""
+        pixels = to_pixel_values(images, self.image_size, self._mean, self._std)
+        return pixels.to(self.backend.device, self.host_dtype)
 
     def close(self) -> None:
         """Drop the compiled artifacts and cached tokens; the engine falls back to eager if used again."""
@@ -123,8 +117,7 @@ class BlipEngine(Engine):
             return []
         sync = self.backend.synchronize
         t0 = time.perf_counter()
-        pixels = to_pixel_values([r.image for r in requests], self.image_size, self._mean, self._std)
-        pixels = pixels.to(self.backend.device, self.host_dtype)
+        pixels = self.pixel_values([r.image for r in requests])
         sync()
         t1 = time.perf_counter()
         image_kv, padded = self.runners["vision"](pixels)
@@ -203,8 +196,8 @@ def load_engine(
         if dtype == "auto":
             dtype = manifest["dtype"]
     resolved = resolve_dtype(dtype, backend)
-    if backend == "cpu":
-        set_threads(threads)
+    if backend in ("cpu", "openvino"):  # openvino: its runtime threads, and torch's for eager fallbacks
+        be.threads = set_threads(threads)
     hf_model, processor = load_model(model)
     engine = _build_engine(model, hf_model, processor, be, resolved, sizes)
     if artifacts is not None:
@@ -224,9 +217,8 @@ def _build_engine(
 
     fingerprint = model_fingerprint(hf_model)  # before the cast: the staged modules share its weights
     staged = StagedBlip(hf_model, processor.tokenizer)
-    host = torch.float32 if backend.name == "neuron" else DTYPES[dtype]
-    staged = backend.prepare(staged.to(host))  # type: ignore[assignment]
-    if dtype == "int8":
+    staged = backend.prepare(staged.to(backend.host_dtype(dtype)))  # type: ignore[assignment]
+    if dtype == "int8" and backend.name == "cpu":
         staged.vision = Int8VisionStage(staged.vision).eval()  # type: ignore[assignment]
     ip = processor.image_processor
     engine = BlipEngine(

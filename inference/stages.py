@@ -76,7 +76,9 @@ class TextEncoderStage(nn.Module):
         h, d = self.heads, self.head_dim
         hidden = self.embeddings(input_ids=input_ids)
         self_mask = additive_mask(attention_mask, hidden.dtype).repeat(b, 1, 1, 1)
-        hidden = hidden.unsqueeze(0).expand(b, q, length, -1).reshape(b * q, length, -1)
+        dim = hidden.shape[-1]
+        # explicit sizes, no -1: OpenVINO's converter mis-infers a -1 next to a dynamic batch dimension
+        hidden = hidden.unsqueeze(0).expand(b, q, length, dim).reshape(b * q, length, dim)
         scale = math.sqrt(d)
         for i, layer in enumerate(self.layers):
             attention_output = layer.attention(hidden, attention_mask=self_mask)[0]
@@ -90,7 +92,7 @@ class TextEncoderStage(nn.Module):
             context = context.view(b, h, q, length, d).permute(0, 2, 3, 1, 4).reshape(b * q, length, h * d)
             attention_output = cross.output(context, attention_output)
             hidden = layer.feed_forward_chunk(attention_output)
-        return hidden.view(b, q, length, -1)
+        return hidden.view(b, q, length, dim)
 
 
 class DecoderStage(nn.Module):

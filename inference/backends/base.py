@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
-BACKEND_NAMES = ("cpu", "cuda", "neuron")
+BACKEND_NAMES = ("cpu", "cuda", "neuron", "openvino")
+
+#: example inputs per compiled batch size, e.g. {1: (pixels_b1,), 2: (pixels_b2,)}
+BucketInputs = Mapping[int, tuple["torch.Tensor", ...]]
 
 
 class BackendUnavailable(RuntimeError):
@@ -21,6 +24,10 @@ class Backend(abc.ABC):
     """One way to run the stages: where tensors live and how a stage is compiled, saved and loaded."""
 
     name: str = ""
+    #: file name ending of one saved artifact (the manifest's `file`); extra files are listed by `save`
+    artifact_suffix: str = ".pt"
+    #: torch threads / runtime threads the stages may use; set by load_engine (None = every core we may use)
+    threads: int | None = None
 
     @abc.abstractmethod
     def check_available(self) -> None:
@@ -31,6 +38,12 @@ class Backend(abc.ABC):
     def device(self) -> torch.device:
         """Where inputs go before a stage is called."""
 
+    def host_dtype(self, dtype: str) -> torch.dtype:
+        """The float dtype of tensors handed to this backend's stages (eager modules run in it too)."""
+        import torch
+
+        return torch.float32 if dtype == "fp32" else torch.bfloat16
+
     def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
         """Place an eager module for running on this backend."""
         return module.to(self.device)
@@ -39,14 +52,30 @@ class Backend(abc.ABC):
     def trace(self, module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], *, dtype: str) -> Any:
         """Compile one stage for the fixed shapes and dtypes of `example_inputs`."""
 
-    def save(self, compiled: object, path: Path) -> None:
+    def trace_buckets(
+        self,
+        module: torch.nn.Module,
+        buckets: BucketInputs,
+        *,
+        dtype: str,
+        batch: tuple[int, int],
+        calibration: Sequence[tuple[torch.Tensor, ...]] | None = None,
+    ) -> dict[int, Any]:
+        """Compile one stage for every batch size of `buckets` (input `batch[0]` carries the batch in dim
+        `batch[1]`). `calibration` holds real inputs (batch 1) for backends that quantize statically; the
+        others ignore it. The default traces each batch size on its own."""
+        return {b: self.trace(module, inputs, dtype=dtype) for b, inputs in buckets.items()}
+
+    def save(self, compiled: object, path: Path) -> list[Path]:
+        """Write one artifact at `path`; returns every file written (all of them go into the manifest)."""
         import torch
 
         torch.jit.save(compiled, str(path))
+        return [path]
 
     @abc.abstractmethod
-    def load(self, path: Path) -> Callable[..., torch.Tensor]:
-        """Load a saved artifact, ready to call with inputs on `device`."""
+    def load(self, path: Path, *, dtype: str) -> Callable[..., torch.Tensor]:
+        """Load a saved artifact compiled for `dtype`, ready to call with inputs on `device`."""
 
     def versions(self) -> dict[str, str]:
         """Library versions an artifact depends on; a manifest with other versions is refused."""

@@ -27,5 +27,5 @@ class CpuBackend(Backend):
             traced = torch.jit.trace(module.eval(), example_inputs, check_trace=False)
             return torch.jit.freeze(traced)
 
-    def load(self, path: Path) -> Callable[..., torch.Tensor]:
+    def load(self, path: Path, *, dtype: str) -> Callable[..., torch.Tensor]:
         return torch.jit.load(str(path), map_location=self.device)

@@ -51,6 +51,9 @@ class NeuronBackend(Backend):
     def device(self) -> torch.device:
         return torch.device("cpu")  # a Neuron artifact takes host tensors and copies them itself
 
+    def host_dtype(self, dtype: str) -> torch.dtype:
+        return torch.float32  # neuron artifacts take fp32 and cast inside (--auto-cast)
+
     def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
         return module  # eager fallback runs on the host CPU
 
@@ -59,7 +62,7 @@ class NeuronBackend(Backend):
         # the compiler casts matmuls itself (--auto-cast); the traced module keeps fp32 weights and inputs
         return neuronx.trace(module.float().eval(), example_inputs, compiler_args=compiler_args(dtype))
 
-    def load(self, path: Path) -> Callable[..., torch.Tensor]:
+    def load(self, path: Path, *, dtype: str) -> Callable[..., torch.Tensor]:
         neuronx = import_torch_neuronx()
         module = torch.jit.load(str(path))
         if self.data_parallel:
