@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-BACKENDS = ("cpu", "cuda", "neuron")
+BACKENDS = ("cpu", "cuda", "neuron")  # openvino settings run beside cpu ones (backend cpu)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,16 +21,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = bench_sub.add_parser(
         "inference",
         help="HF generate() baseline vs petstream stages on the same frames",
-        description="The HF BlipProcessor + generate() loop against petstream's stages (fp32, bf16, int8, "
-        "compiled) on the same frames, interleaved frame by frame; medians and p_yes differences.",
+        description="The HF BlipProcessor + generate() loop against petstream's stages (TorchScript and OpenVINO; "
+        "fp32, bf16, int8) and peer vision runtimes (ONNX Runtime, OpenVINO as it comes) on the same frames, "
+        "interleaved frame by frame; medians per stage and p_yes differences from fp32.",
         epilog="example:\n  petstream bench inference --model blip-base-random --frames 8 --json bench/results/x.json",
     )
     p.add_argument("--model", default="blip-base-random", metavar="MODEL", help="the model to measure")
-    p.add_argument("--backend", choices=BACKENDS, default="cpu", help="where petstream's stages run")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="cpu",
+        help="where petstream's stages run; cpu also measures the OpenVINO settings and peers when installed",
+    )
     p.add_argument("--frames", type=int, default=8, metavar="N", help="frames measured per setting")
     p.add_argument("--questions", type=int, default=3, choices=(1, 2, 3), help="questions per frame")
+    p.add_argument(
+        "--frames-from",
+        choices=("scenes", "noise"),
+        default="scenes",
+        help="scenes: simulator scenes through H.264; noise: blocky random frames",
+    )
+    p.add_argument(
+        "--no-peers",
+        dest="peers",
+        action="store_false",
+        help="skip the peer vision runtimes (ONNX Runtime fp32/int8, OpenVINO as it comes) (default: measure them)",
+    )
     p.add_argument("--json", dest="json_out", metavar="PATH", help="write the result JSON here (default: print only)")
     p.set_defaults(func=_bench_inference)
+
+    p = bench_sub.add_parser(
+        "ask",
+        help="a server on its defaults answering Ask vs the HF generate() loop (JSON out)",
+        description="Starts `petstream serve --model MODEL` with no other flags (compiled stages from the cache, or "
+        "built on this first start), asks each image the three default questions over gRPC, and runs the "
+        "generate() loop on the same images in the same run.",
+        epilog="example:\n  petstream bench ask --model blip-base-random --json bench/results/ask_defaults.json",
+    )
+    p.add_argument("--model", default="blip-base-random", metavar="MODEL", help="the model the server serves")
+    p.add_argument("--images", type=int, default=6, metavar="N", help="images asked, three questions each")
+    p.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra `petstream serve` argument, repeatable (default: none, the server's defaults)",
+    )
+    p.add_argument("--json", dest="json_out", metavar="PATH", help="write the result JSON here (default: print only)")
+    p.set_defaults(func=_bench_ask)
 
     p = bench_sub.add_parser(
         "pipeline",
@@ -193,6 +231,23 @@ def _bench_inference(args: argparse.Namespace) -> int:
         frames=args.frames,
         questions=args.questions,
         backend=args.backend,
+        json_out=args.json_out,
+        peers=args.peers,
+        frame_source=args.frames_from,
+        print_fn=lambda s: print(s, flush=True),
+    )
+    return 0
+
+
+def _bench_ask(args: argparse.Namespace) -> int:
+    from bench.ask import run_ask_bench
+
+    if args.images < 1:
+        raise SystemExit(f"--images {args.images}: must be at least 1")
+    run_ask_bench(
+        args.model,
+        images=args.images,
+        server_args=tuple(args.server_arg),
         json_out=args.json_out,
         print_fn=lambda s: print(s, flush=True),
     )

@@ -11,9 +11,9 @@ from ingest.transport import SecuritySettings
 from streaming.batcher import BatchPolicy
 from streaming.events import EventRule
 
-Backend = Literal["cpu", "cuda", "neuron"]
+Backend = Literal["auto", "cpu", "cuda", "neuron", "openvino"]  # auto: openvino if installed, else cpu
 Sampling = Literal["rate", "keyframes", "motion", "compressed"]
-DType = Literal["auto", "fp32", "bf16", "int8"]  # int8: vision linears in dynamic int8 (cpu)
+DType = Literal["auto", "fp32", "bf16", "int8"]  # auto: fastest within fidelity for the CPU (inference.autobuild)
 #: room gRPC's message limit leaves beyond max_chunk_bytes for a CameraMessage's own fields and framing
 MESSAGE_FRAMING_BYTES = 64 << 10
 
@@ -25,9 +25,11 @@ class ServerConfig:
     host: str = "127.0.0.1"  # interface to bind; 0.0.0.0 for all
     port: int = 50051  # 0 picks a free port (printed at start-up)
     model: str = "sim-tiny"  # registry name (tiny, sim-tiny, blip-base-random), local folder or hub id
-    backend: Backend = "cpu"
+    backend: Backend = "auto"
     dtype: DType = "auto"
-    artifacts: str | None = None  # folder written by `petstream compile`; None runs the stages uncompiled
+    artifacts: str | None = None  # folder written by `petstream compile`; None: compiled and cached (see compile)
+    compile: bool = True  # without artifacts: build compiled stages on first start, cached by model fingerprint
+    cache_dir: str | None = None  # compiled-stage cache; None = $PETSTREAM_CACHE/artifacts (~/.cache/petstream)
     threads: int | None = None  # torch threads for the model; None = all cores
     default_sample_fps: float = 1.0  # used when a camera asks for 0
     default_sampling: Sampling = "rate"  # used when a camera leaves StreamOpen.sampling unspecified
