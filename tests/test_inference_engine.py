@@ -125,7 +125,7 @@ def test_int8_vision_engine_close_to_fp32_and_compiled_equal(engine, tmp_path):
         for name in a.p_yes:
             assert abs(a.p_yes[name] - b.p_yes[name]) < 1e-2
     assert compiled.runners["vision"].calls["compiled"] == 1
-    with pytest.raises(ValueError, match="cpu backend only"):
+    with pytest.raises(ValueError, match="cpu and openvino backends only"):
         resolve_dtype("int8", "cuda")
 
 

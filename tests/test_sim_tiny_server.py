@@ -18,9 +18,20 @@ FRAMES = 150
 SEED = 20261130  # never used in training
 
 
-@pytest.fixture(scope="module")
-def sim_tiny_engine():
-    engine = load_engine("sim-tiny")
+@pytest.fixture(scope="module", params=["eager", "openvino-int8"])
+def sim_tiny_engine(request, tmp_path_factory):
+    if request.param == "eager":
+        engine = load_engine("sim-tiny")
+    else:  # compiled, saved and loaded: NNCF int8 calibrated on the shipped scene frames
+        from test_inference_backends import require
+
+        from inference.compile import compile_artifacts
+
+        require("openvino", "FAIL_WITHOUT_OPENVINO")
+        out = tmp_path_factory.mktemp("sim-tiny-ov-int8")
+        compile_artifacts("sim-tiny", backend="openvino", dtype="int8", out=out, progress=lambda s: None)
+        engine = load_engine("sim-tiny", backend="openvino", artifacts=str(out))
+        assert engine.dtype == "int8"
     yield engine
     engine.close()
 
