@@ -90,7 +90,7 @@ def run_ask_bench(
         for line in log_path.read_text().splitlines()
         if "inference:" in line or " why: " in line
     ]
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "ask-defaults",
         "model": model,
         "images": images,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,9 +85,9 @@ def compile_artifacts(
     def emit(
         stage: str,
         module: torch.nn.Module,
-        buckets: dict[int, tuple[torch.Tensor, ...]],
+        buckets: Mapping[int, tuple[torch.Tensor, ...]],
         name: str,
-        calib: list[tuple[torch.Tensor, ...]] | None = None,
+        calib: Sequence[tuple[torch.Tensor, ...]] | None = None,
     ) -> None:
         t0 = time.perf_counter()
         lay = LAYOUTS[stage]
