@@ -142,6 +142,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     golden.add_argument("--quiet", action="store_true", help="do not print each event")
     golden.set_defaults(func=_golden)
 
+    cal = sub.add_parser(
+        "calibration",
+        help="write calibration frames for int8 compilation: simulator scenes through H.264 (.npz)",
+        description="Random simulator scenes, encoded like a camera (H.264, x264 veryfast, 1 Mbit/s) and decoded "
+        "with PyAV, squashed to the model's input size: the real frames `petstream compile --backend openvino "
+        "--dtype int8 --calibration FILE` calibrates on. The shipped default set was made with the defaults.",
+        epilog="example:\n  petstream calibration --frames 40 --seed 20261201 --out frames.npz",
+    )
+    cal.add_argument("--out", required=True, metavar="PATH", help="the .npz to write")
+    cal.add_argument("--frames", type=int, default=40, metavar="N", help="how many frames")
+    cal.add_argument("--seed", type=int, default=20261201, metavar="N", help="scene seed (recorded in the file)")
+    cal.add_argument("--size", type=int, default=384, metavar="PX", help="square size the frames are stored at")
+    cal.set_defaults(func=_calibration)
+
 
 def _session_args(p: argparse.ArgumentParser, seconds: float) -> None:
     p.add_argument("--seconds", type=float, default=seconds, metavar="S", help="video length each camera streams")
@@ -359,6 +373,17 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"petstream demo: {exc}", file=sys.stderr)
         return 2
     return 1 if result["errors"] else 0
+
+
+def _calibration(args: argparse.Namespace) -> int:
+    from simulators.calibration import write_calibration
+
+    if args.frames < 1 or args.size < 8:
+        print("petstream calibration: --frames must be >= 1 and --size >= 8", file=sys.stderr)
+        return 2
+    path = write_calibration(args.out, args.frames, seed=args.seed, size=args.size)
+    print(f"wrote {args.frames} frames ({args.size}x{args.size}, seed {args.seed}) to {path}")
+    return 0
 
 
 def _golden(args: argparse.Namespace) -> int:

@@ -100,10 +100,11 @@ def _last_line(path: str) -> str:
 
 @contextlib.contextmanager
 def server_process(
-    args: list[str], *, log_path: str | None = None, timeout_s: float = 120.0, module: str = "petstream.cli serve"
+    args: list[str], *, log_path: str | None = None, timeout_s: float = 300.0, module: str = "petstream.cli serve"
 ) -> Iterator[str]:
     """Start `petstream serve --port 0 ARGS` (or another `python -m MODULE` printing the same "petstream serving on"
-    line, e.g. the naive baseline server) as a subprocess and yield its address once it listens."""
+    line, e.g. the naive baseline server) as a subprocess and yield its address once it listens (a first start may
+    build and cache compiled stages, hence the generous timeout)."""
     with server_subprocess(args, log_path=log_path, timeout_s=timeout_s, module=module) as (address, _):
         yield address
 
