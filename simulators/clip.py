@@ -116,7 +116,7 @@ class ClipReader:
         last_seconds: float | None = None
         while True:
             failure: str | None = None
-            with av.logging.Capture() as messages:
+            with av.logging.Capture(local=False) as messages:
                 try:
                     packet: av.Packet | None = next(packets)
                 except StopIteration:
@@ -153,7 +153,7 @@ class ClipReader:
             bsf = BitStreamFilterContext(name, stream)
             for packet in self._packets(container, stream):
                 seconds = _seconds(packet)  # the filter takes the packet's contents
-                with av.logging.Capture() as messages:
+                with av.logging.Capture(local=False) as messages:
                     try:
                         out = bsf.filter(packet)
                     except av.FFmpegError as exc:
@@ -179,7 +179,7 @@ class ClipReader:
             packets: Iterator[av.Packet | None] = itertools.chain(self._packets(container, stream), [None])
             for packet in packets:  # None at the end drains the decoder
                 seconds = None if packet is None else _seconds(packet)
-                with av.logging.Capture() as messages:
+                with av.logging.Capture(local=False) as messages:
                     try:
                         frames = stream.decode(packet)
                     except av.FFmpegError as exc:
@@ -213,7 +213,7 @@ def probe(path: str, track: int | None = None) -> ClipInfo:
     """Open a clip, choose its video track and read its display rotation; ClipError if it cannot be replayed."""
     _enable_ffmpeg_errors()
     try:
-        with av.logging.Capture() as messages:
+        with av.logging.Capture(local=False) as messages:
             container = av.open(path)
     except av.FFmpegError as exc:
         raise ClipError(f"{path}: {_reason(exc, messages)}") from None
@@ -238,7 +238,8 @@ def probe(path: str, track: int | None = None) -> ClipInfo:
 def _first_picture(container: Any, stream: Any) -> tuple[int, int, Orientation]:
     """Decode up to the first picture: its size, and the display matrix FFmpeg attaches from the container."""
     width, height = stream.codec_context.width, stream.codec_context.height
-    with av.logging.Capture():  # damage is reported when the clip is read for real
+    # not local: a frame-threaded decoder logs from its worker threads too
+    with av.logging.Capture(local=False):  # damage is reported when the clip is read for real
         try:
             for i, packet in enumerate(container.demux(stream)):
                 for frame in stream.decode(packet):  # one picture: the side data's reference cycle costs nothing
