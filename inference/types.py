@@ -70,6 +70,7 @@ class VQAResult:
     key: object
     p_yes: Mapping[str, float]
     timings: StageTimings = field(default_factory=StageTimings)
+    pool: str = ""  # the backend pool that answered (set by the router; "" for an engine used directly)
 
 
 class Engine(abc.ABC):
@@ -81,6 +82,8 @@ class Engine(abc.ABC):
     image_size: int = 384
     #: batch sizes the engine runs without padding waste (compiled buckets); callers may batch to them
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    #: batches the engine takes at once (a remote tier with several replicas: more than one)
+    max_inflight: int = 1
 
     @abc.abstractmethod
     def run(self, requests: Sequence[VQARequest]) -> list[VQAResult]:

@@ -23,14 +23,19 @@ from ingest.certs import DEVICE_URI_PREFIX
 log = logging.getLogger(__name__)
 
 AuthMode = Literal["none", "token", "certificate"]
-Reason = Literal["no_credentials", "bad_token", "expired_token", "no_device_in_certificate", "wrong_device"]
+Reason = Literal[
+    "no_credentials", "bad_token", "expired_token", "no_device_in_certificate", "wrong_device", "not_admin"
+]
 REASONS: tuple[Reason, ...] = (
     "no_credentials",
     "bad_token",
     "expired_token",
     "no_device_in_certificate",
     "wrong_device",
+    "not_admin",
 )
+ADMIN = "admin"  # the role that may call the Admin service (token claim 'role', or a role SAN in a certificate)
+ROLE_URI_PREFIX = "urn:petstream:role:"
 # Reachable without credentials: load balancers and operators probe these.
 PUBLIC_SERVICES = (
     "grpc.health.v1.Health",
@@ -46,9 +51,14 @@ class Identity:
     subject: str  # for logs: the certificate subject or token subject
     device_ids: frozenset[str]
     method: AuthMode
+    roles: frozenset[str] = frozenset()  # e.g. {"admin"}: an operator, who opens no camera stream
 
     def may_open(self, device_id: str) -> bool:
         return self.method == "none" or device_id in self.device_ids
+
+    def may_admin(self) -> bool:
+        """Plaintext (loopback, no credential check at all) or a proven admin role."""
+        return self.method == "none" or ADMIN in self.roles
 
 
 ANONYMOUS = Identity("anyone (plaintext, no credential check)", frozenset(), "none")
@@ -85,6 +95,17 @@ def bind_device(identity: Identity, device_id: str) -> None:
     )
 
 
+def require_admin(identity: Identity) -> None:
+    """The one check that a caller may change how the server runs (the Admin service)."""
+    if not identity.may_admin():
+        raise Refused(
+            grpc.StatusCode.PERMISSION_DENIED,
+            "not_admin",
+            f"{identity.method} for {identity.subject!r} has no admin role: "
+            "use a token from `petstream token issue --role admin` (or a certificate with an admin role SAN)",
+        )
+
+
 class Authenticator:
     """The policy: which credentials count in this server's mode, and the identity they prove."""
 
@@ -105,6 +126,8 @@ class Authenticator:
             claims = tokens.verify(self._key, token)
         except tokens.TokenError as exc:
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, exc.reason, str(exc)) from None
+        if claims.role == ADMIN:  # an operator's token opens no camera stream
+            return Identity(claims.device_id, frozenset(), "token", frozenset({ADMIN}))
         return Identity(claims.device_id, frozenset({claims.device_id}), "token")
 
 
@@ -129,11 +152,17 @@ def _certificate_identity(auth_context: Mapping[str, Sequence[bytes]]) -> Identi
         # only reachable if the TLS layer let a call through without a client certificate
         raise Refused(grpc.StatusCode.UNAUTHENTICATED, "no_credentials", "no client certificate was presented")
     names = set(cns)
+    roles: set[str] = set()
     for raw in auth_context.get("x509_subject_alternative_name", ()):
         san = raw.decode(errors="replace")
+        if san.startswith(ROLE_URI_PREFIX):
+            roles.add(san.removeprefix(ROLE_URI_PREFIX))
+            continue
         names.add(san.removeprefix(DEVICE_URI_PREFIX))
     names.discard("")
     subject = cns[0] if cns else "certificate without CN"
+    if ADMIN in roles:  # an operator's certificate opens no camera stream
+        return Identity(subject, frozenset(), "certificate", frozenset(roles))
     if not names:
         raise Refused(
             grpc.StatusCode.UNAUTHENTICATED,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import socket
+from dataclasses import replace
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=argparse.SUPPRESS,  # the same option as `petstream --log-format`, accepted after `serve` too
         help="text lines, or one JSON object per line (default: text)",
     )
+    out = p.add_argument_group("scale-out (docs/deploy.md)")
+    out.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="ingest processes sharing the port (SO_REUSEPORT), each owning its cameras' streams (default: 1)",
+    )
+    out.add_argument(
+        "--inference",
+        metavar="TIER",
+        help="where the model runs: local (in each process), ray-local (a local Ray Serve instance) or "
+        "ray://ADDRESS (a Ray cluster through Ray Client, e.g. ray://ray-head:10001) (default: local)",
+    )
+    out.add_argument(
+        "--route",
+        metavar="POOL=W,...",
+        help="initial weights over the pools of the config's 'pools', e.g. cpu-int8=1,cuda=0 "
+        "(default: the first pool takes everything)",
+    )
+    out.add_argument(
+        "--pin",
+        metavar="INGEST:MODEL",
+        help="pin ingest (gRPC, sessions, decoding) and the model to cores, e.g. 0:1 (default: no pinning)",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -162,9 +188,30 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201
         default_sampling=args.default_sampling,
         metrics_port=args.metrics_port,
         metrics_per_device=args.metrics_per_device,
+        workers=args.workers,
+        inference=args.inference,
+        route=_route(args.route),
+        **_pin(args.pin),  # type: ignore[arg-type]
     )
     batch = {k: v for k, v in (("max_batch", args.max_batch), ("max_wait_ms", args.max_wait_ms)) if v is not None}
     return replace(cfg, batch=replace(cfg.batch, **batch)) if batch else cfg
+
+
+def _route(text: str | None) -> dict[str, float] | None:
+    from inference.pools import parse_weights
+
+    return parse_weights(text) if text else None
+
+
+def _pin(text: str | None) -> dict[str, tuple[int, ...]]:
+    if not text:
+        return {}
+    from ingest.config import _cpus
+
+    ingest, sep, model = text.partition(":")
+    if not sep or not ingest or not model:
+        raise ValueError(f"--pin {text!r}: write INGEST_CORES:MODEL_CORES, e.g. 0:1 or 0-1:2-3")
+    return {"ingest_cpus": _cpus("--pin", ingest), "model_cpus": _cpus("--pin", model)}
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -178,19 +225,60 @@ def _serve(args: argparse.Namespace) -> int:
     except (socket.gaierror, UnicodeError) as exc:
         log.error("cannot listen on %s:%s: %s", cfg.host, cfg.port, exc)
         return 2
+    worker = os.environ.get("PETSTREAM_WORKER_INDEX")
+    if cfg.workers > 1 and worker is None:  # the supervisor, not one of its workers
+        from ingest.workers import run_workers
+
+        return run_workers(cfg)
+    if worker is not None:  # every log line says which ingest process wrote it
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(
+                logging.Formatter(f"%(asctime)s %(levelname)s [worker {worker}] %(name)s: %(message)s")
+            )
     return asyncio.run(run_server(cfg))
 
 
 async def run_server(cfg) -> int:  # noqa: ANN001
-    from ingest.server import PetstreamServer
+    from inference.pools import default_pool
+    from inference.router import Router
+    from inference.tier import build_router, close_tier
+    from ingest.server import PetstreamServer, name_os_thread
 
     loop = asyncio.get_running_loop()
+    threads = len(cfg.model_cpus) if cfg.model_cpus else None  # pinned: torch gets the model's cores only
+    pools = [p if p.threads or not threads else replace(p, threads=threads) for p in cfg.backend_pools]
+    if threads and cfg.threads is None:
+        cfg = replace(cfg, threads=threads)
     try:
-        engine = await loop.run_in_executor(None, lambda: _load_engine(cfg))
+        if cfg.inference == "local" and not cfg.pools:  # one local pool: the fast default (compiled, cached)
+            single = await loop.run_in_executor(None, lambda: _load_engine(cfg))
+            resolved = str(getattr(getattr(single, "backend", None), "name", cfg.backend))
+            spec = default_pool(resolved, getattr(single, "dtype", cfg.dtype), cfg.artifacts, cfg.threads)
+            engine = Router({spec.name: (spec, single)}, None, cooldown_s=cfg.pool_cooldown_s)
+        else:
+            engine = await loop.run_in_executor(
+                None,
+                lambda: build_router(
+                    inference=cfg.inference,
+                    pools=pools,
+                    model=cfg.model,
+                    batch_sizes=_batch_sizes(cfg.batch.max_batch),
+                    weights=cfg.route or None,
+                    cooldown_s=cfg.pool_cooldown_s,
+                    deploy=cfg.ray_deploy,
+                    ray_num_cpus=cfg.ray_num_cpus,
+                    thread_initializer=lambda: name_os_thread("ps-model"),
+                ),
+            )
     except (ValueError, RuntimeError, OSError, ImportError) as exc:  # bad model, artifacts or backend: say why
         log.error("cannot load the model: %s", exc)
         return 2
-    server = PetstreamServer(engine, cfg)
+    replicas = None
+    if cfg.inference != "local":
+        from inference.ray_tier import replica_counts
+
+        replicas = replica_counts
+    server = PetstreamServer(engine, cfg, replicas=replicas)
     try:
         port = await server.start()
     except RuntimeError as exc:  # an address cannot be bound (in use, not an address of this machine)
@@ -200,19 +288,24 @@ async def run_server(cfg) -> int:  # noqa: ANN001
         else:
             log.error("cannot listen on %s:%s: %s", cfg.host, cfg.port, reason)
         await server.stop(grace=0)
-        engine.close()
+        close_tier(cfg.inference, engine, owner=cfg.ray_deploy)
         return 2
+    route = ", ".join(f"{n}={w:g}" for n, w in engine.weights().items())
+    backends = ", ".join(sorted({str(p["backend"]) for p in engine.snapshot()["pools"].values()}))  # type: ignore[attr-defined]
+    print(
+        f"petstream serving on {cfg.host}:{port} (model {engine.model_name}, {backends}; "
+        f"inference {cfg.inference}, route {route})",
+        flush=True,
+    )
     if server.metrics_port:
         print(f"petstream metrics and operator page on http://{cfg.host}:{server.metrics_port}/", flush=True)
-    backend = getattr(getattr(engine, "backend", None), "name", cfg.backend)
-    print(f"petstream serving on {cfg.host}:{port} (model {engine.model_name}, {backend})", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await server.stop(grace=2.0)
-    engine.close()
+    close_tier(cfg.inference, engine, owner=cfg.ray_deploy)
     return 0
 
 

@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
+from inference.pools import PoolSpec, check_weights, default_pool
 from ingest.transport import SecuritySettings
 from streaming.batcher import BatchPolicy
 from streaming.events import EventRule
@@ -61,6 +62,22 @@ class ServerConfig:
     max_outbox_messages: int = 256  # replies queued for a camera not reading; then scores/warnings are dropped
     metrics_port: int = 0  # HTTP port for /metrics (Prometheus), the operator page at / and its JSON; 0 = off
     metrics_per_device: bool = False  # add a `device` label to the per-camera counters (small fleets only)
+    # -- scale-out (docs/deploy.md) ---------------------------------------------------------------------------
+    workers: int = 1  # ingest processes sharing the port (SO_REUSEPORT); each owns its cameras' streams
+    inference: str = "local"  # local (engines in this process), ray-local (a local Ray instance) or ray://ADDRESS
+    pools: tuple[PoolSpec, ...] = ()  # backend pools; empty = one pool from backend/dtype/artifacts/threads
+    route: dict[str, float] = field(default_factory=dict)  # initial weights by pool; empty = the first pool only
+    pool_cooldown_s: float = 5.0  # a pool that failed or timed out rests this long before it is tried again
+    inflight_batches: int = 0  # batches on the model at once; 0 = what the tier takes (1 local, more on Ray)
+    ingest_cpus: tuple[int, ...] = ()  # pin gRPC, sessions and decoding to these cores (empty: no pinning)
+    model_cpus: tuple[int, ...] = ()  # pin the model thread (and its torch threads) to these cores
+    ray_num_cpus: float | None = None  # ray-local: logical CPUs of the local instance; None = every core
+    ray_deploy: bool = True  # False: attach to pools another process deployed (serve --workers does this)
+    route_file: str | None = None  # shared route of `serve --workers` (the supervisor sets it)
+    # connection ageing: after this long a connection gets GOAWAY and its streams max_connection_age_grace_s to
+    # finish; the camera reconnects through the balancer, so a grown ingest tier rebalances (0 = never)
+    max_connection_age_s: float = 0.0
+    max_connection_age_grace_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.backend not in get_args(Backend):
@@ -89,6 +106,35 @@ class ServerConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0 (0 = unlimited), got {getattr(self, name)}")
         self.security.validate()
+        if not 1 <= self.workers <= 64:
+            raise ValueError(f"workers: must be in 1..64, got {self.workers}")
+        if self.inference not in ("local", "ray-local") and not self.inference.startswith("ray://"):
+            raise ValueError(f"inference: {self.inference!r} is not one of local, ray-local, ray://ADDRESS")
+        if self.inference == "ray://":
+            raise ValueError("inference: ray:// needs an address, e.g. ray://ray-head:10001")
+        if self.inflight_batches < 0:
+            raise ValueError(f"inflight_batches: must be >= 0 (0 = auto), got {self.inflight_batches}")
+        if self.max_connection_age_s < 0 or self.max_connection_age_grace_s < 0:
+            raise ValueError("max_connection_age_s and max_connection_age_grace_s: must be >= 0 (0 = never)")
+        if self.pool_cooldown_s < 0:
+            raise ValueError(f"pool_cooldown_s: must be >= 0, got {self.pool_cooldown_s}")
+        names = [p.name for p in self.backend_pools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"pools: names must be unique, got {names}")
+        if self.route:
+            check_weights(self.route, set(names))
+        cores = os.cpu_count() or 1
+        for key in ("ingest_cpus", "model_cpus"):
+            bad = [c for c in getattr(self, key) if not 0 <= c < cores]
+            if bad:
+                raise ValueError(f"{key}: cores {bad} do not exist (this machine has 0..{cores - 1})")
+        if bool(self.ingest_cpus) != bool(self.model_cpus):
+            raise ValueError("ingest_cpus and model_cpus: pin both or neither")
+
+    @property
+    def backend_pools(self) -> tuple[PoolSpec, ...]:
+        """The configured pools, or the one pool of backend/dtype/artifacts/threads."""
+        return self.pools or (default_pool(self.backend, self.dtype, self.artifacts, self.threads),)
 
     @property
     def max_receive_message_bytes(self) -> int:
@@ -109,7 +155,7 @@ class ServerConfig:
         env = dict(os.environ) if env is None else env
         for f in fields(cls):
             key = f"PETSTREAM_{f.name.upper()}"
-            if key in env and f.name not in ("batch", "events", "behavior_events"):
+            if key in env and f.name not in _STRUCTURED:
                 values[f.name] = _coerce(f.name, env[key], getattr(cls(), f.name))
         values.update({k: v for k, v in flags.items() if v is not None})
         unknown = set(values) - {f.name for f in fields(cls)}
@@ -124,6 +170,11 @@ class ServerConfig:
                 name: rule if isinstance(rule, EventRule) else EventRule(**rule)
                 for name, rule in values["behavior_events"].items()
             }
+        if isinstance(values.get("pools"), list | tuple):
+            values["pools"] = tuple(p if isinstance(p, PoolSpec) else PoolSpec.from_dict(p) for p in values["pools"])
+        for key in ("ingest_cpus", "model_cpus"):
+            if isinstance(values.get(key), list | str):
+                values[key] = _cpus(key, values[key])
         return replace(cls(), **values)
 
     def rule_for(self, behavior: str) -> EventRule:
@@ -133,9 +184,30 @@ class ServerConfig:
         return asdict(self)
 
 
+_STRUCTURED = ("batch", "events", "behavior_events", "pools", "route")
+
+
+def _cpus(name: str, raw: list[int] | str) -> tuple[int, ...]:
+    """Cores as a list or '0,2-3'."""
+    if isinstance(raw, list):
+        return tuple(int(c) for c in raw)
+    cores: list[int] = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        lo, _, hi = part.partition("-")
+        try:
+            cores += range(int(lo), int(hi or lo) + 1)
+        except ValueError:
+            raise ValueError(f"{name}: {raw!r} is not a list of cores like 0,2-3") from None
+    return tuple(cores)
+
+
 def _coerce(name: str, raw: str, default: Any) -> Any:
     if raw.lower() in ("", "none", "null") and default is None:
         return None
+    if name in ("ingest_cpus", "model_cpus"):
+        return _cpus(name, raw)
+    if name == "ray_num_cpus":
+        return float(raw)
     if isinstance(default, bool):
         return raw.lower() in ("1", "true", "yes")
     try:

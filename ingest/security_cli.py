@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     issue.add_argument(
         "--key", required=True, metavar="PATH", help="HMAC secret or Ed25519 private key file (required)"
     )
+    issue.add_argument(
+        "--role",
+        choices=["admin"],
+        help="admin: a token for operator --device that may call the Admin service, not open streams (default: none)",
+    )
     issue.set_defaults(func=_issue)
     keygen = tok_sub.add_parser(
         "keygen",
@@ -77,7 +82,7 @@ def _issue(args: argparse.Namespace) -> int:
 
     try:
         key = tokens.load_key(args.key)
-        token = tokens.issue(key, args.device, tokens.parse_ttl(args.ttl))
+        token = tokens.issue(key, args.device, tokens.parse_ttl(args.ttl), role=args.role)
     except ValueError as exc:
         print(f"petstream token issue: {exc}", file=sys.stderr)
         return 2

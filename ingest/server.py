@@ -6,17 +6,20 @@ import asyncio
 import ctypes
 import functools
 import logging
+import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from inference.router import Router
 from inference.types import DEFAULT_QUESTIONS, Engine, VQARequest, VQAResult
 from ingest import auth, transport, wire
+from ingest.admin import ADMIN_SERVICE, AdminService, RouteFile, add_admin
 from ingest.config import ServerConfig
 from ingest.images import decode_image
 from ingest.limits import DeviceRates, DeviceStreams, LimitExceeded
@@ -44,10 +47,12 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
         self._decode_pool = ThreadPoolExecutor(
             config.decode_threads, thread_name_prefix="decode", initializer=name_os_thread, initargs=("ps-decode",)
         )
-        self._model_pool = ThreadPoolExecutor(  # one batch at a time uses all cores
-            1, thread_name_prefix="model", initializer=name_os_thread, initargs=("ps-model",)
+        # one batch at a time uses all cores of a local engine; a remote tier (Ray) takes several at once
+        inflight = config.inflight_batches or max(1, int(getattr(engine, "max_inflight", 1)))
+        self._model_pool = ThreadPoolExecutor(
+            inflight, thread_name_prefix="model", initializer=model_thread_start, initargs=(config.model_cpus,)
         )
-        self.batcher = Batcher(engine.run, config.batch, self._model_pool)
+        self.batcher = Batcher(engine.run, config.batch, self._model_pool, max_inflight=inflight)
         self._batcher_task: asyncio.Task[None] | None = None
         self.governor = RateGovernor(max_wait_ms=config.batch.max_wait_ms)
         self._governor_task: asyncio.Task[None] | None = None
@@ -306,6 +311,13 @@ def _totals(session: Session) -> dict[str, object]:
     return {k: dict(v) if isinstance(v, dict) else v for k, v in asdict(session.stats).items()}
 
 
+def model_thread_start(cpus: tuple[int, ...] = ()) -> None:
+    """A model thread: named ps-model, and pinned to `cpus` (threads it starts, e.g. torch's, inherit them)."""
+    name_os_thread("ps-model")
+    if cpus:
+        os.sched_setaffinity(0, cpus)  # pid 0: this thread only (Linux)
+
+
 def name_os_thread(name: str) -> None:
     """Name the calling thread for the OS (top -H, /proc/*/task/*/comm): per-role CPU time can then be read."""
     try:
@@ -315,9 +327,15 @@ def name_os_thread(name: str) -> None:
 
 
 class PetstreamServer:
-    """A running server: gRPC on a port, the service, health and reflection."""
+    """A running server: gRPC on a port, the service, health and reflection (and Admin over a pool Router)."""
 
-    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: ServerConfig,
+        *,
+        replicas: Callable[[], dict[str, dict[str, int]]] | None = None,
+    ) -> None:
         self.config = config
         self.service = BehaviorStreamService(engine, config)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
@@ -328,9 +346,21 @@ class PetstreamServer:
             self.service.metrics.attach_refusals(self.auth.refusals)  # petstream_auth_refusals_total{reason}
         self._http: OperatorHttp | None = None
         self.metrics_port = 0  # bound port of /metrics and the operator page (0: off)
+        self.admin: AdminService | None = None
+        self._route_task: asyncio.Task[None] | None = None
+        metrics = getattr(self.service, "metrics", None)  # the Prometheus registry, when metrics are on
+        if isinstance(engine, Router) and metrics is not None:
+            from ingest.pool_metrics import RouterCollector
+
+            metrics.registry.register(RouterCollector(engine))  # petstream_pool_* and petstream_route_*
+        if isinstance(engine, Router):  # live routing over backend pools (docs/deploy.md)
+            route_file = RouteFile(config.route_file) if config.route_file else None
+            self.admin = AdminService(engine, route_file=route_file, workers=config.workers, replicas=replicas)
 
     async def start(self) -> int:
         cfg = self.config
+        if cfg.ingest_cpus:  # before gRPC and the pools start their threads: they inherit this thread's cores
+            os.sched_setaffinity(0, cfg.ingest_cpus)
         options = [
             ("grpc.max_receive_message_length", cfg.max_receive_message_bytes),
             ("grpc.max_send_message_length", 4 << 20),
@@ -340,6 +370,11 @@ class PetstreamServer:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.so_reuseport", 1),
         ]
+        if cfg.max_connection_age_s > 0:  # graceful ageing: GOAWAY, then the grace period for open streams
+            options += [
+                ("grpc.max_connection_age_ms", int(cfg.max_connection_age_s * 1e3)),
+                ("grpc.max_connection_age_grace_ms", int(cfg.max_connection_age_grace_s * 1e3)),
+            ]
         metrics = self.service.metrics
         # the metrics interceptor first (outermost): it sees the final status of every call, the refusals of the
         # auth interceptor after it included
@@ -347,7 +382,14 @@ class PetstreamServer:
         server = grpc.aio.server(options=options, interceptors=interceptors)  # never compress video
         pb_grpc.add_BehaviorStreamServicer_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        names: tuple[str, ...] = (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        if self.admin is not None:
+            add_admin(server, self.admin)
+            names += (ADMIN_SERVICE,)
         reflection.enable_server_reflection(names, server)
         credentials = transport.server_credentials(cfg.security)
         address = f"{cfg.host}:{cfg.port}"
@@ -363,6 +405,11 @@ class PetstreamServer:
             self.metrics_port = self._http.start()
         self.service.start()
         await server.start()
+        if self.admin is not None and self.admin.route_file is not None:
+            router, route_file = self.admin.router, self.admin.route_file
+            self._route_task = asyncio.get_running_loop().create_task(
+                route_file.follow(router.set_weights), name="route-file"
+            )
         await _set_health(self.health, SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         await _set_health(self.health, "", health_pb2.HealthCheckResponse.SERVING)
         self._server = server
@@ -374,6 +421,8 @@ class PetstreamServer:
 
     async def stop(self, grace: float = 2.0) -> None:
         await _set_health(self.health, "", health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._route_task is not None:
+            self._route_task.cancel()
         if self._server is not None:
             await self._server.stop(grace)
         await self.service.close()

@@ -331,7 +331,9 @@ class Session:
             text_ms=(t.text_s + t.decode_s) * 1e3,
             total_ms=(now - frame.ingest_ns) / 1e6,
         )
-        score = FrameScore(self.device_id, frame.frame_seq, frame.pts_us, dict(result.p_yes), frame.ingest_ns, timings)
+        score = FrameScore(
+            self.device_id, frame.frame_seq, frame.pts_us, dict(result.p_yes), frame.ingest_ns, timings, result.pool
+        )
         self.stats.frames_scored += 1
         if self._observer is not None:
             self._observer.frame_scored(self.device_id, timings)

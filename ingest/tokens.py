@@ -101,8 +101,14 @@ def parse_ttl(text: str) -> float:
     return float(m.group(1)) * _UNIT_S[m.group(2)]
 
 
-def issue(key: TokenKey, device_id: str, ttl_s: float, *, now: float | None = None) -> str:
-    """A token that lets its bearer open `device_id`'s stream (and Ask) until now + ttl_s."""
+ROLES = ("admin",)  # a token with a role names an operator (its 'sub'), not a device
+
+
+def issue(key: TokenKey, device_id: str, ttl_s: float, *, now: float | None = None, role: str | None = None) -> str:
+    """A token that lets its bearer open `device_id`'s stream (and Ask) until now + ttl_s; with `role` "admin",
+    one that lets operator `device_id` call the Admin service instead (and open no stream)."""
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role {role!r} is not one of {list(ROLES)}")
     if key.signing is None:
         raise ValueError("this key file holds only a public key: tokens are minted with the private key")
     if not device_id.strip():
@@ -115,6 +121,8 @@ def issue(key: TokenKey, device_id: str, ttl_s: float, *, now: float | None = No
         "exp": int(now + ttl_s),
         "jti": uuid.uuid4().hex,  # lets an operator name (and one day revoke) one token
     }
+    if role is not None:
+        claims["role"] = role
     return jwt.encode(claims, key.signing, algorithm=key.algorithm)  # type: ignore[arg-type]
 
 
@@ -124,6 +132,7 @@ class TokenClaims:
 
     device_id: str
     expires_at: float
+    role: str | None = None
 
 
 def verify(key: TokenKey, token: str) -> TokenClaims:
@@ -144,4 +153,7 @@ def verify(key: TokenKey, token: str) -> TokenClaims:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub.strip():
         raise TokenError("bad_token", "the token names no device (claim 'sub')")
-    return TokenClaims(sub, float(claims["exp"]))
+    role = claims.get("role")
+    if role is not None and role not in ROLES:
+        raise TokenError("bad_token", f"the token's role {role!r} is not one of {list(ROLES)}")
+    return TokenClaims(sub, float(claims["exp"]), role)

@@ -168,7 +168,7 @@ def scores_message(s: FrameScore) -> pb.ServerMessage:
         total_ms=t.total_ms,
     )
     return pb.ServerMessage(
-        scores=pb.FrameScores(frame_seq=s.frame_seq, pts_us=s.pts_us, p_yes=dict(s.p_yes), timings=timings)
+        scores=pb.FrameScores(frame_seq=s.frame_seq, pts_us=s.pts_us, p_yes=dict(s.p_yes), timings=timings, pool=s.pool)
     )
 
 

@@ -23,6 +23,8 @@ _SAMPLING = {
     "motion": pb.SAMPLING_MOTION,
     "compressed": pb.SAMPLING_COMPRESSED,
 }
+#: call metadata naming the camera, so an L7 balancer can hash it to one ingest pod (docs/deploy.md, "Balancing")
+DEVICE_ID_HEADER = "x-device-id"
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 16 << 20),  # the server judges chunk sizes (and names its limit)
     ("grpc.max_receive_message_length", 8 << 20),
@@ -151,7 +153,7 @@ async def run_camera(
             yield pb.CameraMessage(chunk=pb.VideoChunk(data=unit.data, seq=seq, pts_us=unit.pts_us))
 
     try:
-        async for msg in stub.Stream(requests()):
+        async for msg in stub.Stream(requests(), metadata=((DEVICE_ID_HEADER, device_id),)):
             kind = msg.WhichOneof("kind")
             if kind == "accepted":
                 report.accepted = msg.accepted

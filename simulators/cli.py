@@ -141,6 +141,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     golden.add_argument("--json", metavar="PATH", help="write the scores here (default: print only)")
     golden.add_argument("--quiet", action="store_true", help="do not print each event")
     golden.set_defaults(func=_golden)
+    from simulators.admin import register as register_admin  # `petstream admin`: the operator's client
+
+    register_admin(sub)
 
     cal = sub.add_parser(
         "calibration",

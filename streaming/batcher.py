@@ -94,10 +94,21 @@ class Batcher:
         run_batch: Callable[[list[VQARequest]], list[VQAResult]],
         policy: BatchPolicy,
         executor: Executor,
+        max_inflight: int = 1,
     ) -> None:
+        if max_inflight < 1:
+            raise ValueError(f"Batcher.max_inflight must be >= 1, got {max_inflight}")
         self.policy = policy
         self._run_batch = run_batch
         self._executor = executor
+        # batches on the model at once: 1 for a local engine; a remote tier with several replicas takes more.
+        # Outcomes are still delivered in batch order, so a camera sees its frames answered in order.
+        self.max_inflight = max_inflight
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot = asyncio.Event()
+        self._next_seq = 0
+        self._deliver_seq = 0
+        self._finished: dict[int, tuple[list[WorkItem], list[VQAResult] | BaseException]] = {}
         self._queues: dict[str, deque[WorkItem]] = {}
         self._wake = asyncio.Event()
         self._space = asyncio.Event()  # replaced after each batch: set wakes everyone waiting for room
@@ -164,9 +175,20 @@ class Batcher:
             self._wake.clear()
             while self.queued() and not self._closed:
                 await self._wait_for_company()
+                if self.max_inflight == 1:
+                    batch = self._take_batch()
+                    if batch:
+                        await self._run(loop, batch, self._take_seq())
+                    continue
+                # a free slot first: frames keep queueing (and being refreshed) while every slot is busy
+                while len(self._tasks) >= self.max_inflight and not self._closed:
+                    self._slot.clear()
+                    await self._slot.wait()
                 batch = self._take_batch()
                 if batch:
-                    await self._run(loop, batch)
+                    task = loop.create_task(self._run(loop, batch, self._take_seq()), name="model-batch")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._task_done)
 
     async def _wait_for_company(self) -> None:
         policy = self.policy
@@ -200,27 +222,45 @@ class Batcher:
         self._space = asyncio.Event()
         return batch
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[WorkItem]) -> None:
+    def _take_seq(self) -> int:
+        self._next_seq += 1
+        return self._next_seq - 1
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot.set()
+        self._wake.set()
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[WorkItem], seq: int) -> None:
         started = time.monotonic_ns()
+        outcome: list[VQAResult] | BaseException
         try:
             requests, results = await loop.run_in_executor(
                 self._executor, self._run_prepared, [i.request for i in batch]
             )
             if len(results) != len(batch):
                 raise RuntimeError(f"engine returned {len(results)} results for {len(batch)} requests")
+            outcome = results
         except Exception as exc:  # the engine failing must not kill the batcher: report to each camera
             log.exception("model batch of %d failed", len(batch))
-            for item in batch:
-                item.on_done(exc)
-            return
-        elapsed_ms = (time.monotonic_ns() - started) / 1e6
-        self.service_ms = elapsed_ms if not self.batches_run else 0.8 * self.service_ms + 0.2 * elapsed_ms
-        self.batches_run += 1
-        self.frames_run += len(batch)
-        if self.on_batch is not None:
-            self.on_batch([i.stream for i in batch], [r.image for r in requests], elapsed_ms / 1e3)
-        for item, result in zip(batch, results, strict=True):
-            item.on_done(result)
+            outcome = exc
+        else:
+            elapsed_ms = (time.monotonic_ns() - started) / 1e6
+            self.service_ms = elapsed_ms if not self.batches_run else 0.8 * self.service_ms + 0.2 * elapsed_ms
+            self.batches_run += 1
+            self.frames_run += len(batch)
+            if self.on_batch is not None:
+                self.on_batch([i.stream for i in batch], [r.image for r in requests], elapsed_ms / 1e3)
+        self._finished[seq] = (batch, outcome)
+        while self._deliver_seq in self._finished:  # in batch order, whatever order they finished in
+            done, out = self._finished.pop(self._deliver_seq)
+            self._deliver_seq += 1
+            if isinstance(out, BaseException):
+                for item in done:
+                    item.on_done(out)
+            else:
+                for item, result in zip(done, out, strict=True):
+                    item.on_done(result)
 
     def _run_prepared(
         self, requests: list[VQARequest | Callable[[], VQARequest]]
@@ -230,6 +270,8 @@ class Batcher:
 
     def close(self) -> None:
         self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
         for stream in list(self._queues):
             self.forget(stream)
         self._wake.set()

@@ -52,6 +52,7 @@ class FrameScore:
     p_yes: Mapping[str, float]
     ingest_ns: int = 0
     timings: FrameTimings = field(default_factory=FrameTimings)
+    pool: str = ""  # the backend pool that answered (FrameScores.pool)
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ class BehaviorEvent(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., behavior: _Optional[str] = ..., state: _Optional[_Union[EventState, str]] = ..., confidence: _Optional[float] = ..., pts_us: _Optional[int] = ..., frame_seq: _Optional[int] = ..., event_id: _Optional[str] = ..., start_pts_us: _Optional[int] = ..., end_pts_us: _Optional[int] = ...) -> None: ...
 
 class FrameScores(_message.Message):
-    __slots__ = ("frame_seq", "pts_us", "p_yes", "timings")
+    __slots__ = ("frame_seq", "pts_us", "p_yes", "timings", "pool")
     class PYesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -174,11 +174,82 @@ class FrameScores(_message.Message):
     PTS_US_FIELD_NUMBER: _ClassVar[int]
     P_YES_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
     frame_seq: int
     pts_us: int
     p_yes: _containers.ScalarMap[str, float]
     timings: StageTimings
-    def __init__(self, frame_seq: _Optional[int] = ..., pts_us: _Optional[int] = ..., p_yes: _Optional[_Mapping[str, float]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ...) -> None: ...
+    pool: str
+    def __init__(self, frame_seq: _Optional[int] = ..., pts_us: _Optional[int] = ..., p_yes: _Optional[_Mapping[str, float]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., pool: _Optional[str] = ...) -> None: ...
+
+class SetRouteRequest(_message.Message):
+    __slots__ = ("weights",)
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    weights: _containers.ScalarMap[str, float]
+    def __init__(self, weights: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class GetRouteRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RouteStatus(_message.Message):
+    __slots__ = ("version", "weights", "pools", "workers", "worker")
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    weights: _containers.ScalarMap[str, float]
+    pools: _containers.RepeatedCompositeFieldContainer[PoolStatus]
+    workers: int
+    worker: int
+    def __init__(self, version: _Optional[int] = ..., weights: _Optional[_Mapping[str, float]] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., workers: _Optional[int] = ..., worker: _Optional[int] = ...) -> None: ...
+
+class PoolStatus(_message.Message):
+    __slots__ = ("name", "kind", "backend", "up", "batches", "frames", "errors", "timeouts", "failovers_to", "replicas")
+    class ReplicasEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
+    FAILOVERS_TO_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    backend: str
+    up: bool
+    batches: int
+    frames: int
+    errors: int
+    timeouts: int
+    failovers_to: int
+    replicas: _containers.ScalarMap[str, int]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., backend: _Optional[str] = ..., up: _Optional[bool] = ..., batches: _Optional[int] = ..., frames: _Optional[int] = ..., errors: _Optional[int] = ..., timeouts: _Optional[int] = ..., failovers_to: _Optional[int] = ..., replicas: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class StageTimings(_message.Message):
     __slots__ = ("decode_ms", "batch_wait_ms", "vision_ms", "text_ms", "total_ms")

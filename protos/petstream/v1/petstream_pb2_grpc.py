@@ -140,3 +140,124 @@ class BehaviorStream:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AdminStub:
+    """Operators only: the route of batches over backend pools, changed at runtime without ending any stream.
+    Needs an admin identity (docs/deploy.md, "Live routing").
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SetRoute = channel.unary_unary(
+                '/petstream.v1.Admin/SetRoute',
+                request_serializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.SetRouteRequest.SerializeToString,
+                response_deserializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.RouteStatus.FromString,
+                _registered_method=True)
+        self.GetRoute = channel.unary_unary(
+                '/petstream.v1.Admin/GetRoute',
+                request_serializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.GetRouteRequest.SerializeToString,
+                response_deserializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.RouteStatus.FromString,
+                _registered_method=True)
+
+
+class AdminServicer:
+    """Operators only: the route of batches over backend pools, changed at runtime without ending any stream.
+    Needs an admin identity (docs/deploy.md, "Live routing").
+    """
+
+    def SetRoute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRoute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SetRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRoute,
+                    request_deserializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.SetRouteRequest.FromString,
+                    response_serializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.RouteStatus.SerializeToString,
+            ),
+            'GetRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoute,
+                    request_deserializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.GetRouteRequest.FromString,
+                    response_serializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.RouteStatus.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'petstream.v1.Admin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('petstream.v1.Admin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Admin:
+    """Operators only: the route of batches over backend pools, changed at runtime without ending any stream.
+    Needs an admin identity (docs/deploy.md, "Live routing").
+    """
+
+    @staticmethod
+    def SetRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petstream.v1.Admin/SetRoute',
+            protos_dot_petstream_dot_v1_dot_petstream__pb2.SetRouteRequest.SerializeToString,
+            protos_dot_petstream_dot_v1_dot_petstream__pb2.RouteStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petstream.v1.Admin/GetRoute',
+            protos_dot_petstream_dot_v1_dot_petstream__pb2.GetRouteRequest.SerializeToString,
+            protos_dot_petstream_dot_v1_dot_petstream__pb2.RouteStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
