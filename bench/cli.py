@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Benchmarks. Each measures its baseline and petstream side by side in the same run, prints a "
         "table and writes JSON.",
         epilog="examples:\n  petstream bench inference --model blip-base-random --frames 8 --json out.json\n"
-        "  petstream bench pipeline --quick",
+        "  petstream bench pipeline --quick\n  petstream bench pipeline --pinned --json pinned.json\n"
+        "  petstream bench scaleout --json scaleout.json",
     )
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
 
@@ -79,7 +80,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", metavar="PATH", help="write the results here (default: print only)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test (figures mean nothing)")
+    p.add_argument(
+        "--pinned",
+        action="store_true",
+        help="only the pinned mode: ingest on one core, the model on another, against PyAV alone on one core "
+        "(default: off)",
+    )
     p.set_defaults(func=_bench_pipeline)
+
+    p = bench_sub.add_parser(
+        "scaleout",
+        help="ingest with 1 and 2 worker processes, the Ray tier's overhead per frame, pinned ingest (JSON out)",
+        description="Scale-out figures side by side in one run: ingest capacity of `serve --workers 1` and "
+        "`--workers 2`, the same batches through the local engine and through a Ray Serve replica of it (needs "
+        "the [ray] extra), and the pinned mode's ingest against PyAV alone on one core.",
+        epilog="example:\n  petstream bench scaleout --json bench/results/scaleout.json",
+    )
+    p.add_argument("--json", metavar="PATH", help="write the results here (default: print only)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test (figures mean nothing)")
+    p.set_defaults(func=_bench_scaleout)
 
     register_loadtest(sub)
 
@@ -255,6 +274,16 @@ def _bench_ask(args: argparse.Namespace) -> int:
 
 
 def _bench_pipeline(args: argparse.Namespace) -> int:
+    if args.pinned:
+        from bench.pinned import main as pinned_main
+
+        return pinned_main(args.json, args.quick)
     from bench.pipeline import main
+
+    return main(args.json, args.quick)
+
+
+def _bench_scaleout(args: argparse.Namespace) -> int:
+    from bench.scaleout import main
 
     return main(args.json, args.quick)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -38,14 +39,21 @@ def engine_alone(engine: object, batches: int, max_batch: int) -> dict[str, obje
 
 
 def run_in_subprocess(
-    model: str, max_batch: int, batches: int, timeout_s: float = 600, artifacts: str | None = None
+    model: str,
+    max_batch: int,
+    batches: int,
+    timeout_s: float = 600,
+    artifacts: str | None = None,
+    cpus: tuple[int, ...] = (),
 ) -> dict[str, object]:
     """Run `engine_alone` in a new interpreter (own GIL, own torch threads, nothing else loaded), as the server is;
-    with `artifacts`, on the same compiled stages the server loads."""
+    with `artifacts`, on the same compiled stages the server loads; with `cpus`, pinned to them (torch then uses
+    that many threads, as a pinned server's model does)."""
     cmd = [sys.executable, "-m", "bench.engine_alone", model, str(max_batch), str(batches)]
     if artifacts:
         cmd += ["--artifacts", artifacts]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False, preexec_fn=pin)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"engine-alone run failed ({done.returncode}): {done.stderr[-2000:]}")

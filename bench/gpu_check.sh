@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-shot CUDA check for the inference layer: needs_cuda tests (must not skip) and the GPU benchmark.
+# One-shot CUDA check: needs_cuda tests (must not skip), the GPU benchmark and the cuda pool through the router.
 # Writes everything under $OUT (the device tool brings it back). Usage: OUT=/tmp/out bash bench/gpu_check.sh
 set -u
 OUT=${OUT:-/tmp/petstream_gpu}
@@ -23,3 +23,7 @@ timeout 125 $PY -c "from bench.inference import run_bench; run_bench('blip-base-
   backend='cuda', json_out='$OUT/inference_cuda.json')" > "$OUT/bench.txt" 2>&1
 echo "bench rc=$?" >> "$OUT/bench.txt"
 grep -v "Loading\|Writing" "$OUT/bench.txt" | tail -20
+# the cuda pool through the router: served by cuda, live switch to cpu, failover when cuda fails (issue 13)
+timeout 120 $PY -m bench.gpu_router_check "$OUT/router_cuda.json" > "$OUT/router.txt" 2>&1
+echo "router rc=$?" >> "$OUT/router.txt"
+tail -3 "$OUT/router.txt"

@@ -370,13 +370,13 @@ def _pcts(xs: list[float]) -> dict[str, float | None]:
 
 
 async def pipeline_phase(
-    target: str, model: str, p: Params, log_path: str, artifacts: str | None = None
+    target: str, model: str, p: Params, log_path: str, artifacts: str | None = None, model_cpus: tuple[int, ...] = ()
 ) -> dict[str, Any]:
     clip = encode_clip(7, width=640, height=360, seconds=p.warmup_s + p.window_s + 2)
     long_clip = encode_clip(7, width=640, height=360, seconds=p.warmup_s + p.latency_window_s + 2)
 
-    def engine_alone() -> dict[str, Any]:
-        return run_in_subprocess(model, p.max_batch, p.engine_batches, artifacts=artifacts)
+    def engine_alone() -> dict[str, Any]:  # pinned mode: on the model's cores, as the server's model is
+        return run_in_subprocess(model, p.max_batch, p.engine_batches, artifacts=artifacts, cpus=model_cpus)
 
     alone = [await asyncio.to_thread(engine_alone)]
     saturated = await _live(target, clip, p.pipeline_cameras, p.pipeline_sample_fps, "sat", p.warmup_s, p.window_s)
