@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from factories import FakeEngine, cameras_with_sessions, serving, square_units
+from factories import FakeEngine, cameras_with_sessions, free_port, scrape, serving, square_units
 
 from inference.engine import load_engine
 from inference.pools import PoolSpec
@@ -46,7 +46,7 @@ def pool_runs(report) -> list[str]:  # noqa: ANN001
 def test_weights_switched_by_admin_rpc_while_10_cameras_stream(tiny_engine) -> None:
     other = load_engine("tiny", dtype="fp32")
     router = Router({"a": (PoolSpec("a"), tiny_engine), "b": (PoolSpec("b"), other)}, {"a": 1})
-    cfg = ServerConfig(port=0, max_streams_per_device=1)
+    cfg = ServerConfig(port=0, max_streams_per_device=1, metrics_port=free_port())
     units = square_units(8.0)
 
     with serving(router, cfg) as (address, server):
@@ -62,6 +62,7 @@ def test_weights_switched_by_admin_rpc_while_10_cameras_stream(tiny_engine) -> N
             return await run, status
 
         (reports, sessions), status = asyncio.run(scenario())
+        scraped = scrape_pools(scrape(server.metrics_port))
 
     assert dict(status.weights) == {"a": 0.0, "b": 1.0} and status.version == 2
     check_every_frame_scored_once(reports, sessions)
@@ -72,27 +73,22 @@ def test_weights_switched_by_admin_rpc_while_10_cameras_stream(tiny_engine) -> N
     assert snap["switches"] == 1
     assert pools["a"]["frames"] + pools["b"]["frames"] == sum(len(r.scores) for r in reports)  # type: ignore[index]
     assert pools["a"]["frames"] > 0 and pools["b"]["frames"] > 0  # type: ignore[index]
-    # the metrics show the switch: frames by pool, the weights now, one route switch
-    scraped = scrape_pools(router)
+    # the server's /metrics show the switch: frames by pool, the weights now, one route switch
     assert scraped["petstream_pool_frames_total"] == {"a": pools["a"]["frames"], "b": pools["b"]["frames"]}  # type: ignore[index]
     assert scraped["petstream_pool_weight"] == {"a": 0.0, "b": 1.0}
     assert scraped["petstream_route_switches_total"] == {"": 1.0}
     other.close()
 
 
-def scrape_pools(router: Router) -> dict[str, dict[str, float]]:
-    """The router's Prometheus families, rendered and parsed back as a scrape would: name -> pool -> value."""
-    from prometheus_client import CollectorRegistry, generate_latest
+def scrape_pools(text: str) -> dict[str, dict[str, float]]:
+    """The pool and route families of a scrape: name -> pool -> value."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from ingest.pool_metrics import RouterCollector
-
-    registry = CollectorRegistry()
-    registry.register(RouterCollector(router))
     out: dict[str, dict[str, float]] = {}
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
-        for sample in family.samples:
-            out.setdefault(sample.name, {})[sample.labels.get("pool", "")] = sample.value
+    for family in text_string_to_metric_families(text):
+        if family.name.startswith(("petstream_pool_", "petstream_route_")):
+            for sample in family.samples:
+                out.setdefault(sample.name, {})[sample.labels.get("pool", "")] = sample.value
     return out
 
 

@@ -9,7 +9,7 @@ import re
 import time
 from pathlib import Path
 
-from factories import square_units
+from factories import free_port, scrape, square_units
 
 from simulators.admin import set_route
 from simulators.camera import run_camera
@@ -27,7 +27,9 @@ def test_two_workers_share_the_port_and_follow_one_route(tmp_path: Path) -> None
     config.write_text(json.dumps({"pools": [{"name": "a", "dtype": "fp32"}, {"name": "b", "dtype": "fp32"}]}))
     log = tmp_path / "server.log"
     units = square_units(2.0)
+    metrics_port = free_port()
     args = ["--workers", "2", "--model", "tiny", "--config", str(config), "--route", "a=1"]
+    args += ["--metrics-port", str(metrics_port)]
     with server_process(args, log_path=str(log), timeout_s=240) as target:
         reports = []
         for round_ in range(6):  # the kernel spreads connections by their addresses: stream until both have some
@@ -57,6 +59,24 @@ def test_two_workers_share_the_port_and_follow_one_route(tmp_path: Path) -> None
         assert seen == {0: {"a": 0.0, "b": 1.0}, 1: {"a": 0.0, "b": 1.0}}, seen
         after = asyncio.run(run_camera(target, "cam-after", units, speed=0, want_scores=True, sample_fps=5))
         assert after.error is None and {s.pool for s in after.scores} == {"b"}
+        # the supervisor's metrics port: both workers' counters, labelled; they add up to what the cameras got
+        scored = _by_worker(scrape(metrics_port), "petstream_frames_scored_total")
+        assert set(scored) == {"0", "1"} and sum(scored.values()) == sum(len(r.scores) for r in [*reports, after])
+        assert _by_worker(scrape(metrics_port), "petstream_worker_up") == {"0": 1.0, "1": 1.0}
+        state = json.loads(scrape(metrics_port, "/api/state"))
+        assert state["workers"] == [{"index": 0, "up": True}, {"index": 1, "up": True}]
+        assert "<html" in scrape(metrics_port, "/").lower()
+
+
+def _by_worker(text: str, name: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        s.labels["worker"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == name and "worker" in s.labels
+    }
 
 
 async def _gather(coros):  # noqa: ANN001, ANN202
