@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -153,7 +154,9 @@ async def run_camera(
             yield pb.CameraMessage(chunk=pb.VideoChunk(data=unit.data, seq=seq, pts_us=unit.pts_us))
 
     try:
-        async for msg in stub.Stream(requests(), metadata=((DEVICE_ID_HEADER, device_id),)):
+        # percent-encoded: metadata values are ASCII, device ids need not be; the balancer only hashes it
+        hashed_id = urllib.parse.quote(device_id, safe="")
+        async for msg in stub.Stream(requests(), metadata=((DEVICE_ID_HEADER, hashed_id),)):
             kind = msg.WhichOneof("kind")
             if kind == "accepted":
                 report.accepted = msg.accepted
