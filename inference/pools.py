@@ -110,6 +110,11 @@ class PoolSpec:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def engine_backend(self) -> Literal["cpu", "cuda", "neuron", "openvino"]:
+        """The backend load_engine gets: an explicitly configured pool on "auto" runs on the cpu backend."""
+        return "cpu" if self.backend == "auto" else self.backend
+
     def ray_actor_options(self) -> dict[str, Any]:
         """Per-replica resources as Ray Serve's ray_actor_options (Neuron cores as a custom resource)."""
         options: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}

@@ -50,7 +50,7 @@ class BlipReplica:
         self.spec = spec
         self.engine = load_engine(
             spec.model or model,
-            backend=spec.backend,
+            backend=spec.engine_backend,
             dtype=spec.dtype,
             artifacts=spec.artifacts,
             batch_sizes=batch_sizes,

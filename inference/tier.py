@@ -45,7 +45,7 @@ def _local_engine(spec: PoolSpec, model: str, batch_sizes: Sequence[int]) -> Eng
 
     engine = load_engine(
         spec.model or model,
-        backend=spec.backend,
+        backend=spec.engine_backend,
         dtype=spec.dtype,
         artifacts=spec.artifacts,
         batch_sizes=batch_sizes,
