@@ -157,6 +157,8 @@ class OpenVinoBackend(Backend):
             "PERFORMANCE_HINT": "LATENCY",  # one request at a time, all threads on it
             "INFERENCE_NUM_THREADS": self.threads or len(os.sched_getaffinity(0)),
         }
+        if self.threads:  # the caller sized (and may have pinned) the model's threads: OpenVINO's own pinning
+            config["ENABLE_CPU_PINNING"] = False  # would move them to cores of its choosing (serve --pin)
         return OpenVinoStage(core.compile_model(core.read_model(str(path)), "CPU", config))
 
     def versions(self) -> dict[str, str]:
