@@ -8,7 +8,7 @@ SECONDS ?= 90
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,bench,openvino,ray]'
+	$(PY) -m pip install -q -e '.[dev,bench,nats,openvino,ray]'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -100,6 +100,61 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test (figures mean nothing)")
     p.set_defaults(func=_bench_scaleout)
 
+    p = bench_sub.add_parser(
+        "restart",
+        help="SIGTERM and restart a server while cameras stream; events vs scripts, with and without",
+        description="Simulated cameras (sim-tiny scripts) stream to a server process; half-way it gets SIGTERM and "
+        "is started again on the same port and data folder while a WatchEvents subscriber follows. The same run "
+        "without the restart is the baseline: events delivered once, episodes against the scripts, splits, "
+        "reconnects.",
+        epilog="example:\n  petstream bench restart --cameras 20 --seconds 90 --json bench/results/restart.json",
+    )
+    p.add_argument("--cameras", type=int, default=20, metavar="N", help="simulated cameras (default: 20)")
+    p.add_argument("--seconds", type=float, default=120.0, metavar="S", help="video each camera streams (default: 120)")
+    p.add_argument("--speed", type=float, default=1.0, metavar="X", help="pace relative to real time (default: 1)")
+    p.add_argument("--restart-at-s", type=float, metavar="S", help="wall seconds to SIGTERM at (default: half-way)")
+    p.add_argument("--model", default="sim-tiny", metavar="MODEL", help="the server's model (default: sim-tiny)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the run without a restart (default: run it)")
+    p.add_argument("--json", dest="json_out", metavar="PATH", help="write the results here (default: print only)")
+    p.set_defaults(func=_bench_restart)
+
+    p = bench_sub.add_parser(
+        "store",
+        help="event write cost: the store's writer thread vs committing on the loop",
+        description="The event store's writer thread (group commit) against committing each event on the event "
+        "loop, both on SQLite WAL with synchronous FULL and NORMAL: loop time per append, append-to-durable "
+        "latency, burst throughput, the loop's longest stall.",
+        epilog="example:\n  petstream bench store --json bench/results/store.json",
+    )
+    p.add_argument("--events", type=int, default=300, metavar="N", help="events written one at a time (default: 300)")
+    p.add_argument("--burst", type=int, default=2000, metavar="N", help="events written at once (default: 2000)")
+    p.add_argument("--json", dest="json_out", metavar="PATH", help="write the results here (default: print only)")
+    p.set_defaults(func=_bench_store)
+
+    soak = sub.add_parser(
+        "soak",
+        help="cameras connect, stream and leave at random; server RSS/fds/tasks/threads over time",
+        description="Simulated cameras connect, stream and disconnect (cleanly or by vanishing) at random against "
+        "a server process; its RSS, open file descriptors, threads and asyncio tasks are sampled over time and "
+        "written as JSON and a PNG. Checks: RSS growth over the churn (runs of 5 minutes or more), and file "
+        "descriptors, threads and tasks back to their baseline once the cameras left.",
+        epilog="example:\n  petstream soak --cameras 50 --minutes 30 --json bench/results/soak.json",
+    )
+    soak.add_argument("--cameras", type=int, default=50, metavar="N", help="simulated cameras churning (default: 50)")
+    soak.add_argument("--minutes", type=float, default=30.0, metavar="MIN", help="length of the churn (default: 30)")
+    soak.add_argument("--model", default="sim-tiny", metavar="MODEL", help="the server's model (default: sim-tiny)")
+    soak.add_argument("--sample-s", type=float, default=5.0, metavar="S", help="seconds between samples (default: 5)")
+    soak.add_argument("--seed", type=int, default=1, metavar="N", help="seed of the scripts and churn (default: 1)")
+    soak.add_argument(
+        "--json",
+        dest="json_out",
+        default="bench/results/soak.json",
+        metavar="PATH",
+        help="JSON out (default: bench/results/soak.json)",
+    )
+    soak.add_argument("--png", dest="png_out", metavar="PATH", help="the plot (default: the JSON path with .png)")
+    soak.set_defaults(func=_soak)
+
     register_loadtest(sub)
 
 
@@ -287,3 +342,42 @@ def _bench_scaleout(args: argparse.Namespace) -> int:
     from bench.scaleout import main
 
     return main(args.json, args.quick)
+
+
+def _bench_restart(args: argparse.Namespace) -> int:
+    from bench.restart import run
+
+    result = run(
+        cameras=args.cameras,
+        seconds=args.seconds,
+        speed=args.speed,
+        restart_at_s=args.restart_at_s,
+        model=args.model,
+        baseline=not args.no_baseline,
+        json_out=args.json_out,
+    )
+    r = result["restart"]
+    ok = r["duplicates"] == 0 and r["unpaired"] == 0 and r["split_truth_episodes"] == 0 and not r["cameras_failed"]
+    return 0 if ok else 1
+
+
+def _bench_store(args: argparse.Namespace) -> int:
+    from bench.store import main
+
+    return main(args.json_out, args.events, args.burst)
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from bench.soak import main
+
+    if args.cameras < 1 or args.minutes <= 0 or args.sample_s <= 0:
+        raise SystemExit("--cameras must be >= 1, --minutes and --sample-s > 0")
+    return main(
+        cameras=args.cameras,
+        minutes=args.minutes,
+        model=args.model,
+        sample_s=args.sample_s,
+        seed=args.seed,
+        json_out=args.json_out,
+        png_out=args.png_out,
+    )

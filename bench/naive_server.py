@@ -93,7 +93,7 @@ class NaiveService(pb_grpc.BehaviorStreamServicer):
     ) -> None:
         loop = asyncio.get_running_loop()
         codec = av.CodecContext.create(spec.codec if spec.codec != "mjpeg" else "mjpeg", "r")
-        trackers = {q.name: BehaviorTracker(spec.device_id, q.name, EventRule(), session_id) for q in spec.questions}
+        trackers = {q.name: BehaviorTracker(spec.device_id, q.name, EventRule()) for q in spec.questions}
         interval_us = 1e6 / spec.sample_fps
         next_us: float | None = None
         pending: list[asyncio.Future[None]] = []

@@ -245,5 +245,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
             )
-        # BehaviorStream has no other shapes; refuse rather than pass a new one through unchecked
-        raise NotImplementedError("AuthInterceptor: unary-stream and stream-unary methods are not wrapped")
+        if not handler.request_streaming and handler.response_streaming:  # Events.WatchEvents
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    _current.set(self._identify(metadata, context))
+                    async for reply in inner_us(request, context):
+                        yield reply
+                except Refused as exc:
+                    await self.refuse(context, exc)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        # no other shapes are served; refuse rather than pass a new one through unchecked
+        raise NotImplementedError("AuthInterceptor: stream-unary methods are not wrapped")

@@ -160,6 +160,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="INGEST:MODEL",
         help="pin ingest (gRPC, sessions, decoding) and the model to cores, e.g. 0:1 (default: no pinning)",
     )
+    ev = p.add_argument_group("events and restarts (docs/protocol.md)")
+    ev.add_argument(
+        "--data-dir",
+        metavar="PATH",
+        help="folder of the event store (events.db, SQLite WAL); one server per folder "
+        "(default: $XDG_STATE_HOME/petstream, i.e. ~/.local/state/petstream)",
+    )
+    ev.add_argument(
+        "--sink",
+        metavar="URL",
+        help="publish every stored event to this broker, e.g. nats://127.0.0.1:4222 (NATS JetStream) (default: none)",
+    )
+    ev.add_argument(
+        "--drain-timeout-s",
+        type=float,
+        metavar="S",
+        help=f"on SIGTERM, longest wait for frames in flight and event delivery (default: {d.drain_timeout_s:g})",
+    )
+    ev.add_argument(
+        "--batch-deadline-s",
+        type=float,
+        metavar="S",
+        help=f"a model call that takes longer fails its frames, only them; 0 = none (default: {d.batch.deadline_s:g})",
+    )
+    ev.add_argument(
+        "--episode-resume-s",
+        type=float,
+        metavar="S",
+        help=f"an open episode waits this long for its camera to come back (default: {d.episode_resume_s:g})",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -192,8 +222,13 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201
         inference=args.inference,
         route=_route(args.route),
         **_pin(args.pin),  # type: ignore[arg-type]
+        data_dir=args.data_dir,
+        sink=args.sink,
+        drain_timeout_s=args.drain_timeout_s,
+        episode_resume_s=args.episode_resume_s,
     )
-    batch = {k: v for k, v in (("max_batch", args.max_batch), ("max_wait_ms", args.max_wait_ms)) if v is not None}
+    pairs = (("max_batch", args.max_batch), ("max_wait_ms", args.max_wait_ms), ("deadline_s", args.batch_deadline_s))
+    batch = {k: v for k, v in pairs if v is not None}
     return replace(cfg, batch=replace(cfg.batch, **batch)) if batch else cfg
 
 
@@ -231,6 +266,9 @@ def _serve(args: argparse.Namespace) -> int:
 
         return run_workers(cfg)
     if worker is not None:  # every log line says which ingest process wrote it
+        # each ingest process keeps its own event store (one server per folder); the fleet-wide view of events
+        # is the broker (--sink), as it is across machines
+        cfg = replace(cfg, data_dir=os.path.join(cfg.data_dir, f"worker-{worker}"))
         for handler in logging.getLogger().handlers:
             handler.setFormatter(
                 logging.Formatter(f"%(asctime)s %(levelname)s [worker {worker}] %(name)s: %(message)s")
@@ -243,6 +281,7 @@ async def run_server(cfg) -> int:  # noqa: ANN001
     from inference.router import Router
     from inference.tier import build_router, close_tier
     from ingest.server import PetstreamServer, name_os_thread
+    from streaming.store import StoreError
 
     loop = asyncio.get_running_loop()
     threads = len(cfg.model_cpus) if cfg.model_cpus else None  # pinned: torch gets the model's cores only
@@ -278,9 +317,19 @@ async def run_server(cfg) -> int:  # noqa: ANN001
         from inference.ray_tier import replica_counts
 
         replicas = replica_counts
-    server = PetstreamServer(engine, cfg, replicas=replicas)
+    try:
+        server = PetstreamServer(engine, cfg, replicas=replicas)
+    except ValueError as exc:  # a sink whose broker client is not installed
+        log.error("cannot start: %s", exc)
+        close_tier(cfg.inference, engine, owner=cfg.ray_deploy)
+        return 2
     try:
         port = await server.start()
+    except StoreError as exc:  # the data_dir cannot be created, or another server holds it
+        log.error("cannot open the event store: %s", exc)
+        await server.stop(grace=0)
+        close_tier(cfg.inference, engine, owner=cfg.ray_deploy)
+        return 2
     except RuntimeError as exc:  # an address cannot be bound (in use, not an address of this machine)
         reason = str(exc).split(";")[0]
         if reason.startswith("metrics_port"):
@@ -303,8 +352,17 @@ async def run_server(cfg) -> int:  # noqa: ANN001
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down")
-    await server.stop(grace=2.0)
+    # first signal: drain (NOT_SERVING, answer what is in flight, store and deliver events, UNAVAILABLE to each
+    # stream); a second one during the drain stops at once
+    log.info("shutting down: draining (a second signal stops at once)")
+    drain = asyncio.create_task(server.drain())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, drain.cancel)
+    try:
+        await drain
+    except asyncio.CancelledError:
+        log.warning("second signal: stopping without finishing the drain")
+    await server.stop(grace=1.0)
     close_tier(cfg.inference, engine, owner=cfg.ray_deploy)
     return 0
 

@@ -11,12 +11,20 @@ from inference.pools import PoolSpec, check_weights, default_pool
 from ingest.transport import SecuritySettings
 from streaming.batcher import BatchPolicy
 from streaming.events import EventRule
+from streaming.sinks import SINKS
 
 Backend = Literal["auto", "cpu", "cuda", "neuron", "openvino"]  # auto: openvino if installed, else cpu
 Sampling = Literal["rate", "keyframes", "motion", "compressed"]
 DType = Literal["auto", "fp32", "bf16", "int8"]  # auto: fastest within fidelity for the CPU (inference.autobuild)
+StoreSync = Literal["normal", "full"]  # SQLite synchronous: full = each commit reaches the disk (power-loss safe)
 #: room gRPC's message limit leaves beyond max_chunk_bytes for a CameraMessage's own fields and framing
 MESSAGE_FRAMING_BYTES = 64 << 10
+
+
+def default_data_dir() -> str:
+    """Where the server keeps its event store unless told: $XDG_STATE_HOME/petstream (~/.local/state/petstream)."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "petstream")
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,14 @@ class ServerConfig:
     # finish; the camera reconnects through the balancer, so a grown ingest tier rebalances (0 = never)
     max_connection_age_s: float = 0.0
     max_connection_age_grace_s: float = 30.0
+    # Events leave the camera's stream through a durable store (docs/protocol.md "Events for the backend").
+    data_dir: str = field(default_factory=default_data_dir)  # the event store (events.db); one server per folder
+    store_sync: StoreSync = "full"  # full: a commit survives a power loss; normal: an application crash only
+    event_retention_days: float = 30.0  # stored events older than this are removed; 0 = keep forever
+    episode_resume_s: float = 120.0  # an open episode waits this long for its camera to reconnect, then ENDS
+    drain_timeout_s: float = 10.0  # SIGTERM: longest wait for frames in flight and event delivery before exiting
+    sink: str | None = None  # broker the stored events are published to, e.g. nats://127.0.0.1:4222; None = none
+    stats_interval_s: float = 60.0  # log a runtime line (RSS, fds, tasks, threads, streams) this often; 0 = never
 
     def __post_init__(self) -> None:
         if self.backend not in get_args(Backend):
@@ -106,6 +122,17 @@ class ServerConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0 (0 = unlimited), got {getattr(self, name)}")
         self.security.validate()
+        if not self.data_dir:
+            raise ValueError("data_dir: must name a folder for the event store")
+        if self.store_sync not in get_args(StoreSync):
+            raise ValueError(f"store_sync: {self.store_sync!r} is not one of {list(get_args(StoreSync))}")
+        for name in ("event_retention_days", "episode_resume_s", "drain_timeout_s", "stats_interval_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.sink is not None and self.sink.partition("://")[0] not in SINKS:
+            raise ValueError(
+                f"sink: {self.sink!r} must be a URL with a scheme in {sorted(SINKS)}, e.g. nats://host:4222"
+            )
         if not 1 <= self.workers <= 64:
             raise ValueError(f"workers: must be in 1..64, got {self.workers}")
         if self.inference not in ("local", "ray-local") and not self.inference.startswith("ray://"):

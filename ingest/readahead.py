@@ -42,6 +42,8 @@ class ReadAhead:
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._draining = False
+        self._stopped = False
+        self.discarded = 0  # chunks read but never handed on (drain, stop): counted by the session
         self._last_arrival_ns = time.monotonic_ns()
         #: monotonic time since which the camera has sent no chunk while this reader waited for it; None while the
         #: reader is not waiting on the camera (buffer full: flow control holds the camera back) or has finished
@@ -56,6 +58,7 @@ class ReadAhead:
             async for msg in self._messages:
                 now = self._last_arrival_ns = time.monotonic_ns()
                 if self._draining:
+                    self.discarded += msg.HasField("chunk")
                     continue  # the stream is ending: what still arrives is only let through, not kept
                 if msg.HasField("chunk"):
                     self.idle_since_ns = now
@@ -87,6 +90,7 @@ class ReadAhead:
         one of its writes is in flight as the status arrives (grpc/grpc#36066); a camera that writes chunks right
         after a refused open would lose the reason. `run()` must be running."""
         self._draining = True
+        self.discarded += sum(msg.HasField("chunk") for msg, _, _ in self._buffer)
         self._buffer.clear()
         self._bytes = 0
         self._room.set()
@@ -99,10 +103,22 @@ class ReadAhead:
                 return
             await asyncio.sleep(min(quiet_at, deadline) - now)
 
+    def stop(self) -> int:
+        """Hand out nothing more (a draining server): batches() ends; what is buffered is discarded, and what still
+        arrives is read and discarded so the camera is not held back. Returns the chunks discarded now."""
+        discarded = sum(msg.HasField("chunk") for msg, _, _ in self._buffer)
+        self.discarded += discarded
+        self._stopped = self._draining = True
+        self._buffer.clear()
+        self._bytes = 0
+        self._room.set()
+        self._ready.set()
+        return discarded
+
     async def batches(self) -> AsyncIterator[list[tuple[pb.CameraMessage, int]]]:
         """(message, arrival ns) of what is buffered, oldest first, `max_batch` at most; ends when the stream does."""
-        while True:
-            while not self._buffer and not self._done:
+        while not self._stopped:
+            while not self._buffer and not self._done and not self._stopped:
                 self._ready.clear()
                 await self._ready.wait()
             if not self._buffer:

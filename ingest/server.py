@@ -1,4 +1,4 @@
-"""The grpc.aio server: BehaviorStream (Stream, Ask), health and reflection, and its shared batcher."""
+"""The grpc.aio server: BehaviorStream (Stream, Ask), Events (WatchEvents, ListEvents), health and reflection."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ from grpc_reflection.v1alpha import reflection
 
 from inference.router import Router
 from inference.types import DEFAULT_QUESTIONS, Engine, VQARequest, VQAResult
-from ingest import auth, transport, wire
+from ingest import auth, runtime, transport, wire
+from ingest.access import AccessPolicy, by_identity
 from ingest.admin import ADMIN_SERVICE, AdminService, RouteFile, add_admin
 from ingest.config import ServerConfig
+from ingest.events_service import SERVICE_NAME as EVENTS_SERVICE
+from ingest.events_service import EventsService, wait_for_watchers
 from ingest.images import decode_image
 from ingest.limits import DeviceRates, DeviceStreams, LimitExceeded
 from ingest.metrics import ServerMetrics
@@ -30,29 +33,33 @@ from ingest.session import Session
 from protos.petstream.v1 import petstream_pb2 as pb
 from protos.petstream.v1 import petstream_pb2_grpc as pb_grpc
 from streaming.batcher import Batcher, Dropped, Outcome, WorkItem
+from streaming.episodes import EpisodeBook
 from streaming.governor import RateGovernor
+from streaming.sinks import SinkPump, create_sink
+from streaming.store import EventStore, StoreStatus
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BehaviorStream"].full_name
 MAX_ASK_IMAGE_BYTES = 16 << 20
+DRAIN_REASON = "the server is restarting (drain): reconnect with backoff; open episodes continue on the next stream"
 
 
 class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
     """Opens one Session per camera stream and shares one batcher (and so one model) among all of them."""
 
-    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+    def __init__(self, engine: Engine, config: ServerConfig, store: EventStore) -> None:
         self.engine = engine
         self.config = config
+        self.store = store
+        self.episodes = EpisodeBook(store, resume_s=config.episode_resume_s)
         self.sessions: dict[str, Session] = {}
         self._decode_pool = ThreadPoolExecutor(
             config.decode_threads, thread_name_prefix="decode", initializer=name_os_thread, initargs=("ps-decode",)
         )
         # one batch at a time uses all cores of a local engine; a remote tier (Ray) takes several at once
         inflight = config.inflight_batches or max(1, int(getattr(engine, "max_inflight", 1)))
-        self._model_pool = ThreadPoolExecutor(
-            inflight, thread_name_prefix="model", initializer=model_thread_start, initargs=(config.model_cpus,)
-        )
-        self.batcher = Batcher(engine.run, config.batch, self._model_pool, max_inflight=inflight)
+        new_pool = functools.partial(_model_pool, inflight, config.model_cpus)
+        self.batcher = Batcher(engine.run, config.batch, new_pool(), max_inflight=inflight, new_executor=new_pool)
         self._batcher_task: asyncio.Task[None] | None = None
         self.governor = RateGovernor(max_wait_ms=config.batch.max_wait_ms)
         self._governor_task: asyncio.Task[None] | None = None
@@ -61,6 +68,8 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             config.max_streams_per_device,
             lambda: DeviceRates(config.max_chunks_per_s, config.max_bitrate_bps, config.max_chunk_bytes),
         )
+        self._sweep_task: asyncio.Task[None] | None = None
+        self.draining: str | None = None  # set on drain: new streams are refused with this reason
         self.metrics: ServerMetrics | None = None
         if config.metrics_port:
             self.metrics = ServerMetrics(
@@ -89,28 +98,47 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             "dtype": getattr(self.engine, "dtype", ""),
         }
 
-    def start(self) -> None:
+    async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        await self.episodes.start()
         self._batcher_task = loop.create_task(self.batcher.run(), name="batcher")
         if self.config.adaptive_rate:
             self._governor_task = loop.create_task(self._govern(), name="governor")
         if self.config.idle_timeout_s > 0:
             self._idle_task = loop.create_task(self._end_idle_streams(), name="idle-streams")
+        self._sweep_task = loop.create_task(self._end_abandoned_episodes(), name="abandoned-episodes")
+
+    async def _end_abandoned_episodes(self, interval_s: float = 1.0) -> None:
+        """A camera that did not come back within episode_resume_s: its open episodes end (stored, published)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for event, state in self.episodes.expire(self.config.rule_for):
+                log.info(
+                    "camera %s away for over %.0f s: its open %s episode %s ended",
+                    event.device_id,
+                    self.config.episode_resume_s,
+                    event.behavior,
+                    event.event_id,
+                )
+                self.store.append(event, "", (event.behavior, state))
 
     async def _end_idle_streams(self) -> None:
         """End every stream whose camera sent no chunk for idle_timeout_s (keepalive pings do not count)."""
         timeout = self.config.idle_timeout_s
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))
-            now = time.monotonic_ns()
-            for session in list(self.sessions.values()):
-                idle = session.idle_s(now)
-                if idle >= timeout:
-                    session.fail(
-                        grpc.StatusCode.DEADLINE_EXCEEDED,
-                        f"no video chunk for {idle:.1f} s (idle_timeout_s={timeout:g}): stream closed; "
-                        "reconnect when there is video to send",
-                    )
+            self._end_idle(time.monotonic_ns(), timeout)
+
+    def _end_idle(self, now: int, timeout: float) -> None:
+        # in a function of its own: a loop variable of the endless loop above would keep the last session alive
+        for session in list(self.sessions.values()):
+            idle = session.idle_s(now)
+            if idle >= timeout:
+                session.fail(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"no video chunk for {idle:.1f} s (idle_timeout_s={timeout:g}): stream closed; "
+                    "reconnect when there is video to send",
+                )
 
     async def _govern(self, interval_s: float = 1.0) -> None:
         """Under overload, lower every live camera's sampling rate instead of letting latency grow."""
@@ -120,16 +148,31 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             notify = self.governor.tick(
                 waits_ms=waits_ms, elapsed_s=interval_s, service_ms=service_ms, queued=self.batcher.queued()
             )
-            for session in self.sessions.values():
-                session.set_rate_scale(self.governor.scale, notify=notify)
+            self._set_rates(notify)
+
+    def _set_rates(self, notify: bool) -> None:
+        # in a function of its own: a loop variable of the endless loop above would keep the last session alive
+        for session in self.sessions.values():
+            session.set_rate_scale(self.governor.scale, notify=notify)
 
     async def close(self) -> None:
         self.batcher.close()
-        for task in (self._batcher_task, self._governor_task, self._idle_task):
+        for task in (self._batcher_task, self._governor_task, self._idle_task, self._sweep_task):
             if task is not None:
                 task.cancel()
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
-        self._model_pool.shutdown(wait=False, cancel_futures=True)
+        self.batcher.executor.shutdown(wait=False, cancel_futures=True)  # type: ignore[attr-defined]
+
+    def begin_drain(self, reason: str) -> None:
+        """Refuse new streams; every open stream answers what is in flight, then ends with UNAVAILABLE."""
+        self.draining = reason
+        for session in list(self.sessions.values()):
+            session.begin_drain(reason)
+
+    def end_remaining(self, reason: str) -> None:
+        """The drain ran out of time: end what is left now (frames still waiting are dropped, counted)."""
+        for session in list(self.sessions.values()):
+            session.fail(grpc.StatusCode.UNAVAILABLE, reason)
 
     async def Stream(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[pb.CameraMessage], context: grpc.aio.ServicerContext
@@ -150,6 +193,8 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             )
         except wire.InvalidMessage as exc:
             await refuse(context, messages, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if self.draining is not None:
+            await refuse(context, messages, grpc.StatusCode.UNAVAILABLE, self.draining)
         auth.bind_device(auth.current_identity(), spec.device_id)  # Refused: answered by the AuthInterceptor
         replaced = self.devices.to_replace(spec.device_id)  # one live stream per device: the newest wins
         if len(self.sessions) - len(replaced) >= cfg.max_streams:
@@ -167,6 +212,7 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
                 f"max_streams_per_device={cfg.max_streams_per_device}): do not reconnect this one",
             )
             self.devices.remove(spec.device_id, old)
+        lease = await self.episodes.checkout(spec.device_id, session_id)  # the device's open episodes continue
         session = Session(
             spec,
             session_id,
@@ -185,6 +231,8 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
             rates=self.devices.add(spec.device_id, session_id),
             max_outbox=cfg.max_outbox_messages,
             observer=self.metrics,
+            journal=self.store,
+            lease=lease,
         )
         self.sessions[session_id] = session
         if self.metrics is not None:
@@ -208,13 +256,16 @@ class BehaviorStreamService(pb_grpc.BehaviorStreamServicer):
                 code, details = session.end_status
                 log.info("camera %s: stream ended by the server (%s): %s", spec.device_id, code.name, details)
                 await session.drain_input()
-                await context.abort(code, details)
+                resume = session.resume_after_pts_us
+                trailer = () if resume is None else ((wire.RESUME_AFTER_PTS_KEY, str(resume)),)
+                await context.abort(code, details, trailing_metadata=trailer)
         finally:
             reader.cancel()
             session.close_input()
             del self.sessions[session_id]
             self.devices.remove(spec.device_id, session_id)
             self.batcher.forget(session_id)
+            session.close()
             if self.metrics is not None:
                 self.metrics.session_closed(session)
             fields: dict[str, object] = {"event": "stream_close", "device_id": spec.device_id, "session_id": session_id}
@@ -318,6 +369,12 @@ def model_thread_start(cpus: tuple[int, ...] = ()) -> None:
         os.sched_setaffinity(0, cpus)  # pid 0: this thread only (Linux)
 
 
+def _model_pool(threads: int = 1, cpus: tuple[int, ...] = ()) -> ThreadPoolExecutor:
+    """The model threads: one batch at a time uses all cores of a local engine (a fresh pool replaces one stuck
+    in a hung call)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="model", initializer=model_thread_start, initargs=(cpus,))
+
+
 def name_os_thread(name: str) -> None:
     """Name the calling thread for the OS (top -H, /proc/*/task/*/comm): per-role CPU time can then be read."""
     try:
@@ -334,12 +391,19 @@ class PetstreamServer:
         engine: Engine,
         config: ServerConfig,
         *,
+        access: AccessPolicy = by_identity,
         replicas: Callable[[], dict[str, dict[str, int]]] | None = None,
     ) -> None:
         self.config = config
-        self.service = BehaviorStreamService(engine, config)
+        self.store = EventStore(
+            config.data_dir, sync=config.store_sync, retention_s=config.event_retention_days * 86400
+        )
+        self.service = BehaviorStreamService(engine, config, self.store)
+        self.events = EventsService(self.store, access)
+        self.sinks = [SinkPump(self.store, create_sink(config.sink))] if config.sink else []
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
         self.auth = auth.AuthInterceptor(transport.authenticator(config.security))  # .refusals: counts by reason
         if self.service.metrics is not None:
@@ -361,6 +425,8 @@ class PetstreamServer:
         cfg = self.config
         if cfg.ingest_cpus:  # before gRPC and the pools start their threads: they inherit this thread's cores
             os.sched_setaffinity(0, cfg.ingest_cpus)
+        await self.store.open()  # first: a restarted server waits here until its draining predecessor let go
+        self.store.on_health_change = self._store_health
         options = [
             ("grpc.max_receive_message_length", cfg.max_receive_message_bytes),
             ("grpc.max_send_message_length", 4 << 20),
@@ -381,9 +447,11 @@ class PetstreamServer:
         interceptors = [*([metrics.interceptor()] if metrics is not None else []), self.auth]
         server = grpc.aio.server(options=options, interceptors=interceptors)  # never compress video
         pb_grpc.add_BehaviorStreamServicer_to_server(self.service, server)
+        pb_grpc.add_EventsServicer_to_server(self.events, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names: tuple[str, ...] = (
             SERVICE_NAME,
+            EVENTS_SERVICE,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         )
@@ -403,24 +471,89 @@ class PetstreamServer:
         if metrics is not None:  # before anything runs: a taken metrics port fails the start with its name
             self._http = OperatorHttp(metrics, self.service, cfg.host, cfg.metrics_port)
             self.metrics_port = self._http.start()
-        self.service.start()
+        await self.service.start()
+        loop = asyncio.get_running_loop()
+        self._tasks += [loop.create_task(pump.run(), name=f"sink-{pump.sink.name}") for pump in self.sinks]
+        if cfg.stats_interval_s > 0:
+            self._tasks.append(loop.create_task(runtime.log_every(cfg.stats_interval_s, self.runtime_stats)))
         await server.start()
         if self.admin is not None and self.admin.route_file is not None:
             router, route_file = self.admin.router, self.admin.route_file
             self._route_task = asyncio.get_running_loop().create_task(
                 route_file.follow(router.set_weights), name="route-file"
             )
-        await _set_health(self.health, SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        await _set_health(self.health, "", health_pb2.HealthCheckResponse.SERVING)
+        for name in ("", SERVICE_NAME, EVENTS_SERVICE):
+            await _set_health(self.health, name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         return self.port
+
+    def runtime_stats(self) -> dict[str, object]:
+        """What the soak and the runtime log line report, beyond the process's own figures."""
+        store = self.store.status()
+        return {
+            "streams": len(self.service.sessions),
+            "subscribers": self.events.watchers,
+            "episodes_away": self.service.episodes.away,
+            "store_writable": store.writable,
+            "store_backlog": store.backlog,
+            "events_stored": store.events_stored,
+            "sink_lag": sum(p.lag for p in self.sinks),
+            "batches_timed_out": self.service.batcher.timed_out_batches,
+        }
+
+    def _store_health(self, status: StoreStatus) -> None:
+        """A full disk or a read-only store: Events reports NOT_SERVING (cameras keep streaming), and back."""
+        codes = health_pb2.HealthCheckResponse
+        state = codes.SERVING if status.writable else codes.NOT_SERVING
+        if self.service.draining is None:
+            asyncio.ensure_future(_set_health(self.health, EVENTS_SERVICE, state))
+
+    async def drain(self, timeout_s: float | None = None, reason: str = DRAIN_REASON) -> dict[str, object]:
+        """SIGTERM: NOT_SERVING, no new streams, frames in flight answered and their events stored and delivered,
+        then every stream ends with UNAVAILABLE and `reason`, and subscribers after their last event."""
+        loop = asyncio.get_running_loop()
+        timeout = self.config.drain_timeout_s if timeout_s is None else timeout_s
+        started = loop.time()
+        deadline = started + timeout
+        streams, watchers = len(self.service.sessions), self.events.watchers
+        log.info("draining: %d camera streams, %d event subscribers (at most %.1f s)", streams, watchers, timeout)
+        for name in ("", SERVICE_NAME, EVENTS_SERVICE):
+            await _set_health(self.health, name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.events.refuse_new(reason)
+        self.service.begin_drain(reason)
+        while self.service.sessions and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        forced = len(self.service.sessions)
+        if forced:
+            log.warning("drain: %d streams still busy after %.1f s; ending them now", forced, timeout)
+            self.service.end_remaining(reason)
+            while self.service.sessions and loop.time() < deadline + 3.0:  # a camera still writing: see refuse()
+                await asyncio.sleep(0.02)
+        streams_s = loop.time() - started
+        stored = await self.store.flush()
+        delivered = [await p.flush(max(0.5, deadline - loop.time())) for p in self.sinks]
+        self.events.close_watchers("the server is shutting down")
+        await wait_for_watchers(self.events, 2.0)
+        summary: dict[str, object] = {
+            "streams": streams,
+            "streams_forced": forced,
+            "streams_s": round(streams_s, 3),
+            "events_stored": stored,
+            "sinks_caught_up": all(delivered),
+            "subscribers": watchers,
+            "drain_s": round(loop.time() - started, 3),
+            "last_cursor": self.store.last_cursor,
+        }
+        log.info("drained: %s", summary)
+        return summary
 
     async def wait(self) -> None:
         assert self._server is not None
         await self._server.wait_for_termination()
 
     async def stop(self, grace: float = 2.0) -> None:
-        await _set_health(self.health, "", health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", SERVICE_NAME, EVENTS_SERVICE):
+            await _set_health(self.health, name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._route_task is not None:
             self._route_task.cancel()
         if self._server is not None:
@@ -428,6 +561,11 @@ class PetstreamServer:
         await self.service.close()
         if self._http is not None:
             self._http.stop()
+        for task in self._tasks:
+            task.cancel()
+        for pump in self.sinks:
+            await pump.stop()
+        await self.store.close()
 
 
 async def _set_health(servicer: object, service: str, status: int) -> None:

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import grpc
 
@@ -21,9 +21,11 @@ from ingest.readahead import ReadAhead
 from protos.petstream.v1 import petstream_pb2 as pb
 from streaming import sampler as sampling
 from streaming.batcher import Batcher, Dropped, Outcome, WorkItem
-from streaming.events import BehaviorTracker, EventRule
-from streaming.frames import DecodedFrame, FrameScore, FrameTimings
+from streaming.episodes import EpisodeLease
+from streaming.events import BehaviorTracker, EpisodeState, EventRule
+from streaming.frames import DecodedFrame, Event, FrameScore, FrameTimings
 from streaming.sampler import FrameInfo
+from streaming.store import StoredEvent
 
 if TYPE_CHECKING:
     from ingest.metrics import ServerMetrics
@@ -55,6 +57,15 @@ class SessionStats:
     model_errors: int = 0
     events: int = 0
     outbox_dropped: Counter[str] = field(default_factory=Counter)  # scores/warnings not sent: camera not reading
+    chunks_discarded: int = 0  # read but not decoded: the stream was ending (a restart's drain, an early status)
+
+
+class EventJournal(Protocol):
+    """Where an event goes before it is sent (streaming.store.EventStore): the future resolves once it is durable."""
+
+    def append(
+        self, event: Event, session_id: str, episode: tuple[str, EpisodeState] | None = None
+    ) -> asyncio.Future[StoredEvent]: ...
 
 
 class _FrameRef(NamedTuple):
@@ -100,8 +111,14 @@ class Session:
         rates: DeviceRates | None = None,
         max_outbox: int = 256,
         observer: ServerMetrics | None = None,
+        journal: EventJournal,
+        lease: EpisodeLease | None = None,
     ) -> None:
         self._max_outbox = max_outbox
+        self._journal = journal
+        self._lease = lease
+        #: episode states of behaviors this stream no longer tracks (kept for the device's next stream)
+        self._states_left: dict[str, EpisodeState] = dict(lease.states) if lease is not None else {}
         self._max_chunk_bytes = max_chunk_bytes
         self._rates = rates  # the device's chunk-rate and bitrate budget, shared with its other streams
         self._observer = observer  # metrics hooks: scored frames and events (None: metrics off)
@@ -114,7 +131,9 @@ class Session:
         self.device_id = spec.device_id
         self.questions: tuple[Question, ...] = spec.questions
         self.stats = SessionStats()
-        self.outbox: asyncio.Queue[pb.ServerMessage | None] = asyncio.Queue()
+        # an event waits in the outbox for its store write (the future) and keeps its place among the messages
+        self.outbox: asyncio.Queue[pb.ServerMessage | tuple[asyncio.Future[StoredEvent], pb.ServerMessage] | None]
+        self.outbox = asyncio.Queue()
         self._batcher = batcher
         self._executor = decode_executor
         self._image_size = image_size
@@ -131,6 +150,11 @@ class Session:
         )
         self._counts = DecodeResult()  # what the decoder counted since the last decode job handed it on
         self._trackers = {q.name: self._tracker(q.name) for q in self.questions}
+        for name, state in list(self._states_left.items()):  # open episodes of behaviors no longer asked for end
+            if name not in self._trackers and state.active:
+                gone = BehaviorTracker(self.device_id, name, rules(name), state)
+                self._emit(gone.end(state.last_pts_us or 0, state.last_frame_seq), gone)
+                self._states_left[name] = gone.snapshot()
         self._pending = 0
         self._input_done = False
         self._finished = False
@@ -141,11 +165,15 @@ class Session:
         self._last_seen = (0, 0)  # (pts_us, frame_seq) of the newest scored frame
         self._ahead: ReadAhead | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._drain_reason: str | None = None
+        self._newest_pts: int | None = None  # pts of the newest picture decoded (and sampled or passed over)
+        #: set on a drain's UNAVAILABLE: the camera resends its video after this pts (trailing metadata)
+        self.resume_after_pts_us: int | None = None
         #: set when the server ends this stream early: the gRPC status code and its reason
         self.end_status: tuple[grpc.StatusCode, str] | None = None
 
     def _tracker(self, behavior: str) -> BehaviorTracker:
-        return BehaviorTracker(self.device_id, behavior, self._rules(behavior), id_prefix=self.session_id)
+        return BehaviorTracker(self.device_id, behavior, self._rules(behavior), self._states_left.pop(behavior, None))
 
     # -- input side ---------------------------------------------------------------------------------------
 
@@ -163,6 +191,9 @@ class Session:
             async for batch in ahead.batches():
                 if self._finished:
                     return  # ended by the server (fail()): nothing more is decoded
+                if self._drain_reason is not None:
+                    self.stats.chunks_discarded += sum(m.HasField("chunk") for m, _ in batch)
+                    break  # draining: what is in flight finishes, nothing new is decoded
                 chunks: list[tuple[bytes, int | None, int]] = []
                 for msg, arrival_ns in batch:
                     kind = msg.WhichOneof("kind")
@@ -197,8 +228,8 @@ class Session:
                 if chunks:
                     await self._decode_all(self._pictures(chunks))
         finally:
-            if self.end_status is None:  # else the reader stays to drain the camera's writes (drain_input)
-                reader.cancel()
+            if self.end_status is None and self._drain_reason is None:
+                reader.cancel()  # else it stays to drain the camera's writes (drain_input), so the status arrives
         await self._decode_all(self._decoder.flush_frames(self._counts))
         self._input_done = True
         self._maybe_finish()
@@ -232,6 +263,7 @@ class Session:
         for raw in pictures:
             seq = self.stats.frames_decoded
             self.stats.frames_decoded += 1
+            self._newest_pts = raw.pts_us
             if raw.corrupt:  # concealed damage: not a picture to score, nor a motion reference, nor a late binding
                 self.stats.corrupt += 1
                 continue
@@ -298,7 +330,9 @@ class Session:
             return
         pts, seq = self._last_seen
         for name in set(self._trackers) - {q.name for q in questions}:
-            self._emit(self._trackers.pop(name).end(pts, seq))
+            tracker = self._trackers.pop(name)
+            self._emit(tracker.end(pts, seq), tracker)
+            self._states_left[name] = tracker.snapshot()
         for q in questions:
             self._trackers.setdefault(q.name, self._tracker(q.name))
         self.questions = questions
@@ -343,14 +377,19 @@ class Session:
         for name, p in score.p_yes.items():
             tracker = self._trackers.get(name)
             if tracker is not None:
-                self._emit(tracker.update(p, frame.pts_us, frame.frame_seq))
+                self._emit(tracker.update(p, frame.pts_us, frame.frame_seq), tracker)
 
-    def _emit(self, event) -> None:  # noqa: ANN001
-        if event is not None:
-            self.stats.events += 1
-            if self._observer is not None:
-                self._observer.event(self, event)
-            self.send(wire.event_message(event))
+    def _emit(self, event: Event | None, tracker: BehaviorTracker) -> None:
+        """Store the event (with its episode's state, in one write), then send it once the write is durable."""
+        if event is None:
+            return
+        self.stats.events += 1
+        if self._observer is not None:
+            self._observer.event(self, event)
+        owner = self._lease is None or self._lease.owner
+        stored = self._journal.append(event, self.session_id, (tracker.behavior, tracker.snapshot()) if owner else None)
+        if not self._finished:
+            self.outbox.put_nowait((stored, wire.event_message(event)))
 
     def _dropped(self, reason: str) -> None:
         self.stats.dropped[reason] += 1
@@ -412,11 +451,37 @@ class Session:
     def _maybe_finish(self) -> None:
         if self._input_done and self._pending == 0 and not self._finished:
             self._warn_corrupt(final=True)
-            pts, seq = self._last_seen
-            for tracker in self._trackers.values():
-                self._emit(tracker.end(pts, seq))
+            if self._drain_reason is None:
+                pts, seq = self._last_seen
+                for tracker in self._trackers.values():
+                    self._emit(tracker.end(pts, seq), tracker)
+            else:  # a restart: open episodes stay open for the camera's next stream
+                self.end_status = (grpc.StatusCode.UNAVAILABLE, self._drain_reason)
+                self.resume_after_pts_us = self._newest_pts
             self._finished = True
             self.outbox.put_nowait(None)
+
+    def begin_drain(self, reason: str) -> None:
+        """The server is going away: decode nothing new, answer the frames in flight, then end the stream with
+        UNAVAILABLE and `reason` (the camera reconnects); its open episodes are kept for that next stream."""
+        if self._finished or self._drain_reason is not None or self._input_done:
+            return  # a camera that already half-closed finishes normally: it is done, not interrupted
+        self._drain_reason = reason
+        # told first, as a message: a camera that half-closes now gets the status intact (no write in flight)
+        self.warn("DRAINING", f"{reason}; stop sending (half-close) and wait for the status")
+        if self._ahead is not None:
+            self._ahead.stop()
+        self._maybe_finish()
+
+    def close(self) -> None:
+        """The stream is over (any way): stop reading, and keep the device's episode states for its next stream."""
+        self.close_input()
+        if self._ahead is not None:
+            self.stats.chunks_discarded += self._ahead.discarded
+        if self._lease is not None:
+            states = dict(self._states_left)
+            states.update({name: t.snapshot() for name, t in self._trackers.items()})
+            self._lease.release(states)
 
     def abort(self) -> None:
         """End the stream back to the camera now (after a failure of its reader)."""
@@ -447,5 +512,11 @@ class Session:
 
     async def messages(self) -> AsyncIterator[pb.ServerMessage]:
         """The stream back to the camera; ends after the camera half-closed and every frame was answered."""
-        while (msg := await self.outbox.get()) is not None:
-            yield msg
+        while (item := await self.outbox.get()) is not None:
+            if isinstance(item, tuple):
+                stored, item = item
+                try:
+                    await stored  # durable before it is sent (a failing store answers at once; see EventStore)
+                except Exception:  # noqa: BLE001 - the camera still gets its event
+                    log.exception("camera %s: storing an event failed", self.device_id)
+            yield item

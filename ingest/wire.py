@@ -10,8 +10,12 @@ from ingest.decoder import CodecName
 from protos.petstream.v1 import petstream_pb2 as pb
 from streaming.frames import Event, FrameScore
 from streaming.orientation import IDENTITY, ROTATIONS, Orientation
+from streaming.store import StoredEvent
 
 MAX_DEVICE_ID = 128
+#: trailing metadata of a drain's UNAVAILABLE: the pts of the newest frame the server decoded; the camera resends
+#: its video from the keyframe before the next one (docs/protocol.md, "Restarts")
+RESUME_AFTER_PTS_KEY = "petstream-resume-after-pts-us"
 MAX_BEHAVIORS = 16
 MAX_QUESTION_CHARS = 200
 
@@ -142,19 +146,27 @@ def accepted(session_id: str, spec: StreamSpec, questions: tuple[Question, ...],
     )
 
 
+def behavior_event(e: Event) -> pb.BehaviorEvent:
+    return pb.BehaviorEvent(
+        device_id=e.device_id,
+        behavior=e.behavior,
+        state=_STATES[e.state],
+        confidence=e.confidence,
+        pts_us=e.pts_us,
+        frame_seq=e.frame_seq,
+        event_id=e.event_id,
+        start_pts_us=e.start_pts_us,
+        end_pts_us=e.end_pts_us,
+    )
+
+
 def event_message(e: Event) -> pb.ServerMessage:
-    return pb.ServerMessage(
-        event=pb.BehaviorEvent(
-            device_id=e.device_id,
-            behavior=e.behavior,
-            state=_STATES[e.state],
-            confidence=e.confidence,
-            pts_us=e.pts_us,
-            frame_seq=e.frame_seq,
-            event_id=e.event_id,
-            start_pts_us=e.start_pts_us,
-            end_pts_us=e.end_pts_us,
-        )
+    return pb.ServerMessage(event=behavior_event(e))
+
+
+def event_record(r: StoredEvent) -> pb.EventRecord:
+    return pb.EventRecord(
+        cursor=r.cursor, event=behavior_event(r.event), time_unix_us=r.time_us, session_id=r.session_id
     )
 
 

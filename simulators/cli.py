@@ -117,6 +117,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     cam.add_argument("--flip", action="store_true", help="the server mirrors the picture left-right (after --rotate)")
     cam.add_argument("--scores", action="store_true", help="also ask for and print the model's scores per frame")
+    cam.add_argument(
+        "--no-reconnect",
+        action="store_true",
+        help="stop when the server ends the stream, not reconnect with backoff and jitter (default: reconnect)",
+    )
     add_security_arguments(cam)
     cam.set_defaults(func=_camera)
 
@@ -159,6 +164,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     cal.add_argument("--size", type=int, default=384, metavar="PX", help="square size the frames are stored at")
     cal.set_defaults(func=_calibration)
 
+    from simulators import events_cli
+
+    events_cli.register(sub)
+
 
 def _session_args(p: argparse.ArgumentParser, seconds: float) -> None:
     p.add_argument("--seconds", type=float, default=seconds, metavar="S", help="video length each camera streams")
@@ -191,7 +200,7 @@ def _print_message(device_id: str, msg) -> None:  # noqa: ANN001
 
 
 def _camera(args: argparse.Namespace) -> int:
-    from simulators.camera import format_message
+    from simulators.camera import Backoff, format_message
     from simulators.credentials import from_args
     from simulators.fleet import fleet_specs, run_fleet
     from streaming.orientation import Orientation
@@ -242,6 +251,7 @@ def _camera(args: argparse.Namespace) -> int:
             sampling=args.sampling or "",
             orientation=mount,
             security=security,
+            reconnect=None if args.no_reconnect else Backoff(),
         )
     )
     for r in reports:
@@ -251,7 +261,7 @@ def _camera(args: argparse.Namespace) -> int:
 
 def _replay_clip(args: argparse.Namespace, mount, on_message, security) -> int:  # noqa: ANN001
     """Replay a recorded clip; exit 0 when something was sent and the server took it, whatever the damage."""
-    from simulators.camera import run_camera
+    from simulators.camera import Backoff, run_camera
     from simulators.clip import ClipError, ClipReader
 
     try:
@@ -282,6 +292,7 @@ def _replay_clip(args: argparse.Namespace, mount, on_message, security) -> int: 
             sampling=args.sampling or "",
             orientation=reader.info.orientation.then(mount),
             security=security,
+            reconnect=None if args.no_reconnect else Backoff(),
         )
     )
     progress.close()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from protos.petstream.v1 import petstream_pb2 as pb
-from simulators.camera import CameraReport, run_camera
+from simulators.camera import Backoff, CameraReport, run_camera
 from simulators.credentials import ClientSecurity
 from simulators.video import WireCodec, synthetic_units
 from streaming.orientation import IDENTITY, Orientation
@@ -66,6 +68,7 @@ async def run_fleet(
     security: ClientSecurity | Callable[[str], ClientSecurity] | None = None,
     sampling: str = "",
     orientation: Orientation = IDENTITY,
+    reconnect: Backoff | None = None,
 ) -> list[CameraReport]:
     """Run every camera of `specs` at once; `security` is one for all, or a function of the device id."""
     tasks = [
@@ -81,6 +84,7 @@ async def run_fleet(
             security=security(s.device_id) if callable(security) else security,
             sampling=sampling,
             orientation=orientation,
+            reconnect=reconnect,
         )
         for s in specs
     ]
@@ -114,6 +118,10 @@ def server_subprocess(
     args: list[str], *, log_path: str | None = None, timeout_s: float = 120.0, module: str = "petstream.cli serve"
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """server_process() that also yields the process (its pid: memory, signals)."""
+    scratch = None
+    if module.endswith("serve") and not any(a == "--data-dir" or a.startswith("--data-dir=") for a in args):
+        scratch = tempfile.mkdtemp(prefix="petstream-data-")  # a run of its own: no episodes resumed from another
+        args = [*args, "--data-dir", scratch]
     cmd = [sys.executable, "-m", *module.split(), "--port", "0", *args]
     log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -147,3 +155,5 @@ def server_subprocess(
             proc.kill()
         if log_path:
             log.close()  # type: ignore[union-attr]
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -23,6 +23,7 @@ class BatchPolicy:
     max_wait_ms: float = 50.0  # the oldest queued frame waits at most this long for company
     per_device_queue: int = 4  # frames queued per stream (camera); live policy: a full queue drops its oldest
     stale_ms: float = 10_000.0  # frames queued longer than this are dropped, not run
+    deadline_s: float = 30.0  # a model call that takes longer fails its frames (and only them); 0 = no deadline
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -33,6 +34,8 @@ class BatchPolicy:
             raise ValueError(f"BatchPolicy.per_device_queue must be >= 1, got {self.per_device_queue}")
         if self.stale_ms <= 0:
             raise ValueError(f"BatchPolicy.stale_ms must be > 0, got {self.stale_ms}")
+        if self.deadline_s < 0:
+            raise ValueError(f"BatchPolicy.deadline_s must be >= 0 (0 = none), got {self.deadline_s}")
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,13 @@ class Dropped:
     reason: str  # "backpressure" (queue full, oldest dropped), "stale", "shutdown"
 
 
+class BatchTimeout(TimeoutError):
+    """The model did not answer a batch within BatchPolicy.deadline_s: each of its frames fails with this."""
+
+
 Outcome = VQAResult | Dropped | BaseException
+#: most model threads left behind in a hung call before later batches stop getting a fresh thread
+MAX_STUCK_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -95,12 +104,12 @@ class Batcher:
         policy: BatchPolicy,
         executor: Executor,
         max_inflight: int = 1,
+        new_executor: Callable[[], Executor] | None = None,
     ) -> None:
         if max_inflight < 1:
             raise ValueError(f"Batcher.max_inflight must be >= 1, got {max_inflight}")
         self.policy = policy
         self._run_batch = run_batch
-        self._executor = executor
         # batches on the model at once: 1 for a local engine; a remote tier with several replicas takes more.
         # Outcomes are still delivered in batch order, so a camera sees its frames answered in order.
         self.max_inflight = max_inflight
@@ -109,6 +118,11 @@ class Batcher:
         self._next_seq = 0
         self._deliver_seq = 0
         self._finished: dict[int, tuple[list[WorkItem], list[VQAResult] | BaseException]] = {}
+        self.executor = executor  # where model calls run; replaced when a call hangs past the deadline
+        self._new_executor = new_executor
+        self.failed_batches = 0  # the engine raised
+        self.timed_out_batches = 0  # the engine did not answer within the deadline
+        self.stuck_threads = 0  # model threads still inside a call that timed out
         self._queues: dict[str, deque[WorkItem]] = {}
         self._wake = asyncio.Event()
         self._space = asyncio.Event()  # replaced after each batch: set wakes everyone waiting for room
@@ -175,20 +189,19 @@ class Batcher:
             self._wake.clear()
             while self.queued() and not self._closed:
                 await self._wait_for_company()
-                if self.max_inflight == 1:
-                    batch = self._take_batch()
-                    if batch:
-                        await self._run(loop, batch, self._take_seq())
-                    continue
-                # a free slot first: frames keep queueing (and being refreshed) while every slot is busy
-                while len(self._tasks) >= self.max_inflight and not self._closed:
+                # several batches in flight: a free slot first, and frames keep queueing (and being refreshed)
+                # while every slot is busy
+                while self.max_inflight > 1 and len(self._tasks) >= self.max_inflight and not self._closed:
                     self._slot.clear()
                     await self._slot.wait()
                 batch = self._take_batch()
-                if batch:
+                if batch and self.max_inflight == 1:
+                    await self._run(loop, batch, self._take_seq())
+                elif batch:
                     task = loop.create_task(self._run(loop, batch, self._take_seq()), name="model-batch")
                     self._tasks.add(task)
                     task.add_done_callback(self._task_done)
+                del batch  # idle from here on: the last batch's pictures and callbacks are not kept alive
 
     async def _wait_for_company(self) -> None:
         policy = self.policy
@@ -234,14 +247,26 @@ class Batcher:
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[WorkItem], seq: int) -> None:
         started = time.monotonic_ns()
         outcome: list[VQAResult] | BaseException
+        call = loop.run_in_executor(self.executor, self._run_prepared, [i.request for i in batch])
+        deadline = self.policy.deadline_s or None
         try:
-            requests, results = await loop.run_in_executor(
-                self._executor, self._run_prepared, [i.request for i in batch]
-            )
+            requests, results = await asyncio.wait_for(asyncio.shield(call), deadline)
             if len(results) != len(batch):
                 raise RuntimeError(f"engine returned {len(results)} results for {len(batch)} requests")
             outcome = results
+        except TimeoutError as exc:
+            if call.done():  # the engine's own timeout (a remote tier's, say), not the deadline: a failed batch
+                self.failed_batches += 1
+                log.error("model batch of %d failed: %r", len(batch), exc)
+                outcome = exc
+            else:
+                self._abandon(call)
+                outcome = BatchTimeout(
+                    f"the model did not answer its batch of {len(batch)} frames within the deadline of {deadline:g} s"
+                )
+                log.error("%s; the frames of that batch fail, later batches go on", outcome)
         except Exception as exc:  # the engine failing must not kill the batcher: report to each camera
+            self.failed_batches += 1
             log.exception("model batch of %d failed", len(batch))
             outcome = exc
         else:
@@ -261,6 +286,28 @@ class Batcher:
             else:
                 for item, result in zip(done, out, strict=True):
                     item.on_done(result)
+
+    def _abandon(self, call: asyncio.Future[tuple[list[VQARequest], list[VQAResult]]]) -> None:
+        """A call hung past its deadline: leave its thread to it and run later batches on a fresh one.
+
+        The engine's contract is one caller at a time, but a hung call never returns to let the next one in; a
+        fresh thread at least keeps every other camera scored. A late answer of the hung call is discarded."""
+        self.timed_out_batches += 1
+        if self._new_executor is None or self.stuck_threads >= MAX_STUCK_THREADS:
+            log.error("model call hung; %d model threads already stuck: later batches wait for it", self.stuck_threads)
+            return
+        self.stuck_threads += 1
+        stuck = self.executor
+        self.executor = self._new_executor()
+
+        def returned(_: object) -> None:
+            if not call.cancelled():
+                call.exception()  # retrieved, so asyncio does not warn about it; the answer is discarded
+            self.stuck_threads -= 1
+            stuck.shutdown(wait=False)
+            log.warning("a model call that hung past its deadline returned; its answer was discarded")
+
+        call.add_done_callback(returned)
 
     def _run_prepared(
         self, requests: list[VQARequest | Callable[[], VQARequest]]

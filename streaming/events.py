@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from streaming.frames import Event
 
@@ -31,36 +34,108 @@ class EventRule:
             raise ValueError("EventRule.min_duration_s and cooldown_s must be >= 0")
 
 
-class BehaviorTracker:
-    """State machine for one (camera, behavior); feed it every scored frame in pts order."""
+#: a sample up to this much older than the newest one seen is video sent again (a camera resuming at a keyframe
+#: before its resume point); further back, the camera's clock restarted (a reboot) and it counts
+RESENT_WINDOW_US = 60_000_000
 
-    def __init__(self, device_id: str, behavior: str, rule: EventRule, id_prefix: str) -> None:
+
+def new_event_id(behavior: str) -> str:
+    """A fresh episode id: random, so ids never repeat across servers, restarts or a lost data folder."""
+    return f"{behavior}-{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class EpisodeState:
+    """What a tracker must remember across streams of one device (a reconnect, a server restart).
+
+    Kept in the event store per (device, behavior): an open episode keeps its id, start and confidence, so the
+    next stream of the device continues it instead of starting a second one."""
+
+    active_id: str | None = None  # the open episode's event id; None when no episode is open
+    start_pts_us: int = 0
+    positive_sum: float = 0.0
+    positive_count: int = 0
+    negatives: int = 0  # consecutive negative samples of the open episode
+    recent: tuple[bool, ...] = ()  # positive flags of the last start_n samples
+    last_end_pts_us: int | None = None  # for the cooldown
+    last_pts_us: int | None = None  # the newest sample seen (None: none yet)
+    last_frame_seq: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.active_id is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EpisodeState:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "recent" in known:
+            known["recent"] = tuple(bool(x) for x in known["recent"])
+        return cls(**known)
+
+
+class BehaviorTracker:
+    """State machine for one (camera, behavior); feed it every scored frame in pts order.
+
+    `state` continues where an earlier stream of the device left off (see EpisodeState)."""
+
+    def __init__(
+        self,
+        device_id: str,
+        behavior: str,
+        rule: EventRule,
+        state: EpisodeState | None = None,
+        *,
+        new_id: Callable[[str], str] = new_event_id,
+    ) -> None:
         self.device_id = device_id
         self.behavior = behavior
         self.rule = rule
-        self._id_prefix = id_prefix
-        self._recent: deque[bool] = deque(maxlen=rule.start_n)
-        self._negatives = 0
-        self._active_id: str | None = None
-        self._start_pts = 0
-        self._positive_sum = 0.0
-        self._positive_count = 0
-        self._last_end_pts: int | None = None
-        self._episodes = 0
+        self._new_id = new_id
+        s = state or EpisodeState()
+        self._recent: deque[bool] = deque(s.recent, maxlen=rule.start_n)
+        self._negatives = s.negatives
+        self._active_id: str | None = s.active_id
+        self._start_pts = s.start_pts_us
+        self._positive_sum = s.positive_sum
+        self._positive_count = s.positive_count
+        self._last_end_pts: int | None = s.last_end_pts_us
+        self._last: tuple[int | None, int] = (s.last_pts_us, s.last_frame_seq)
 
     @property
     def active(self) -> bool:
         return self._active_id is not None
 
+    def snapshot(self) -> EpisodeState:
+        """The state to keep for the device's next stream."""
+        return EpisodeState(
+            active_id=self._active_id,
+            start_pts_us=self._start_pts,
+            positive_sum=self._positive_sum,
+            positive_count=self._positive_count,
+            negatives=self._negatives,
+            recent=tuple(self._recent),
+            last_end_pts_us=self._last_end_pts,
+            last_pts_us=self._last[0],
+            last_frame_seq=self._last[1],
+        )
+
     def update(self, p_yes: float, pts_us: int, frame_seq: int) -> Event | None:
         rule = self.rule
+        last_pts = self._last[0]
+        if last_pts is not None and 0 <= last_pts - pts_us < RESENT_WINDOW_US:
+            return None  # video the camera sent again after a restart (it resumes from a keyframe): seen already
         positive = p_yes >= rule.high
         self._recent.append(positive)
+        self._last = (pts_us, frame_seq)
         if self._active_id is None:
-            cooling = self._last_end_pts is not None and pts_us - self._last_end_pts < rule.cooldown_s * 1e6
+            # a camera clock that went backwards (a reboot between streams) does not keep it cooling forever
+            since_end = None if self._last_end_pts is None else pts_us - self._last_end_pts
+            cooling = since_end is not None and 0 <= since_end < rule.cooldown_s * 1e6
             if positive and not cooling and sum(self._recent) >= rule.start_k:
-                self._episodes += 1
-                self._active_id = f"{self._id_prefix}-{self.behavior}-{self._episodes}"
+                self._active_id = self._new_id(self.behavior)
                 self._start_pts = pts_us
                 self._positive_sum, self._positive_count, self._negatives = p_yes, 1, 0
                 return self._event("STARTED", p_yes, pts_us, frame_seq)
@@ -69,7 +144,8 @@ class BehaviorTracker:
             self._positive_sum += p_yes
             self._positive_count += 1
         self._negatives = self._negatives + 1 if p_yes < rule.low else 0
-        long_enough = pts_us - self._start_pts >= rule.min_duration_s * 1e6
+        lasted = pts_us - self._start_pts
+        long_enough = lasted >= rule.min_duration_s * 1e6 or lasted < 0  # < 0: the camera's clock restarted
         if self._negatives >= rule.end_m and long_enough:
             return self.end(pts_us, frame_seq)
         return None
@@ -81,6 +157,7 @@ class BehaviorTracker:
         event = self._event("ENDED", self._positive_sum / max(self._positive_count, 1), pts_us, frame_seq)
         self._active_id = None
         self._last_end_pts = pts_us
+        self._negatives = 0
         self._recent.clear()
         return event
 

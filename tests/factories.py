@@ -136,12 +136,22 @@ class FakeEngine(Engine):
 
 
 @contextlib.contextmanager
-def serving(engine: Engine, config: object) -> Iterator[tuple[str, object]]:
-    """A real grpc.aio server on a free port, in its own thread and event loop; yields ('host:port', server)."""
+def serving(engine: Engine, config: object, **options: object) -> Iterator[tuple[str, object]]:
+    """A real grpc.aio server on a free port, in its own thread and event loop; yields ('host:port', server).
+    `options` go to PetstreamServer (e.g. access=...)."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    from ingest.config import default_data_dir
     from ingest.server import PetstreamServer
 
+    scratch = None
+    if config.data_dir == default_data_dir():  # type: ignore[attr-defined]
+        scratch = tempfile.mkdtemp(prefix="petstream-test-")  # tests never share (or leave) an event store
+        config = dataclasses.replace(config, data_dir=scratch)  # type: ignore[type-var]
     loop = asyncio.new_event_loop()
-    server = PetstreamServer(engine, config)  # type: ignore[arg-type]
+    server = PetstreamServer(engine, config, **options)  # type: ignore[arg-type]
     started = threading.Event()
 
     def run() -> None:
@@ -159,6 +169,8 @@ def serving(engine: Engine, config: object) -> Iterator[tuple[str, object]]:
         asyncio.run_coroutine_threadsafe(server.stop(0.5), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -225,3 +237,18 @@ def side_by_side(engines_and_configs: dict, scenario) -> dict:  # noqa: ANN001
             return await asyncio.gather(*(scenario(target, server) for target, server in running.values()))
 
         return dict(zip(running, asyncio.run(all_of()), strict=True))
+
+
+def blink_units(seconds: float, *, on_s: float = 1.0, off_s: float = 1.0, fps: int = 10, gop: int = 5) -> list:
+    """H.264 that alternates red (on) and black (off) pictures: FakeEngine's p_yes follows the red, so every `on`
+    stretch is one episode (STARTED, then ENDED in the `off` after it) at any sampling rate of 2/s or more."""
+    from simulators.video import EncodedUnit
+
+    red = np.zeros((48, 64, 3), np.uint8)
+    red[..., 0] = 255
+    black = np.zeros((48, 64, 3), np.uint8)
+    period = on_s + off_s
+    frames = [red if (i / fps) % period < on_s else black for i in range(round(seconds * fps))]
+    labels = [frozenset({"barking"}) if f is red else frozenset() for f in frames]
+    units = encode_annexb(frames, fps=fps, gop=gop)
+    return [EncodedUnit(d, p, k, labels[round(p * fps / 1e6)]) for d, p, k in units]

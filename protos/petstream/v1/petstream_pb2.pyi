@@ -295,3 +295,47 @@ class AskResponse(_message.Message):
     p_yes: _containers.ScalarMap[str, float]
     model: str
     def __init__(self, p_yes: _Optional[_Mapping[str, float]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class EventRecord(_message.Message):
+    __slots__ = ("cursor", "event", "time_unix_us", "session_id")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_US_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    cursor: int
+    event: BehaviorEvent
+    time_unix_us: int
+    session_id: str
+    def __init__(self, cursor: _Optional[int] = ..., event: _Optional[_Union[BehaviorEvent, _Mapping]] = ..., time_unix_us: _Optional[int] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class WatchEventsRequest(_message.Message):
+    __slots__ = ("device_ids", "after_cursor", "from_latest")
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    FROM_LATEST_FIELD_NUMBER: _ClassVar[int]
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    after_cursor: int
+    from_latest: bool
+    def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., after_cursor: _Optional[int] = ..., from_latest: _Optional[bool] = ...) -> None: ...
+
+class ListEventsRequest(_message.Message):
+    __slots__ = ("device_ids", "since_unix_us", "until_unix_us", "page_size", "after_cursor")
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_US_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_US_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    since_unix_us: int
+    until_unix_us: int
+    page_size: int
+    after_cursor: int
+    def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., since_unix_us: _Optional[int] = ..., until_unix_us: _Optional[int] = ..., page_size: _Optional[int] = ..., after_cursor: _Optional[int] = ...) -> None: ...
+
+class ListEventsResponse(_message.Message):
+    __slots__ = ("events", "next_cursor")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[EventRecord]
+    next_cursor: int
+    def __init__(self, events: _Optional[_Iterable[_Union[EventRecord, _Mapping]]] = ..., next_cursor: _Optional[int] = ...) -> None: ...

@@ -142,6 +142,127 @@ class BehaviorStream:
             _registered_method=True)
 
 
+class EventsStub:
+    """The product's backend side: every behavior event is stored before it is sent anywhere, and read back here.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.WatchEvents = channel.unary_stream(
+                '/petstream.v1.Events/WatchEvents',
+                request_serializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.EventRecord.FromString,
+                _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/petstream.v1.Events/ListEvents',
+                request_serializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
+
+
+class EventsServicer:
+    """The product's backend side: every behavior event is stored before it is sent anywhere, and read back here.
+    """
+
+    def WatchEvents(self, request, context):
+        """The stored events after a cursor, then each new one as it is stored, of the devices the caller may see.
+        A subscriber that reconnects with the cursor of the last event it handled gets exactly what it missed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvents(self, request, context):
+        """Stored events by device and time range, oldest first, one page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EventsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.WatchEventsRequest.FromString,
+                    response_serializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.EventRecord.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.ListEventsRequest.FromString,
+                    response_serializer=protos_dot_petstream_dot_v1_dot_petstream__pb2.ListEventsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'petstream.v1.Events', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('petstream.v1.Events', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Events:
+    """The product's backend side: every behavior event is stored before it is sent anywhere, and read back here.
+    """
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/petstream.v1.Events/WatchEvents',
+            protos_dot_petstream_dot_v1_dot_petstream__pb2.WatchEventsRequest.SerializeToString,
+            protos_dot_petstream_dot_v1_dot_petstream__pb2.EventRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petstream.v1.Events/ListEvents',
+            protos_dot_petstream_dot_v1_dot_petstream__pb2.ListEventsRequest.SerializeToString,
+            protos_dot_petstream_dot_v1_dot_petstream__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class AdminStub:
     """Operators only: the route of batches over backend pools, changed at runtime without ending any stream.
     Needs an admin identity (docs/deploy.md, "Live routing").
