@@ -111,7 +111,7 @@ class Session:
         rates: DeviceRates | None = None,
         max_outbox: int = 256,
         observer: ServerMetrics | None = None,
-        journal: EventJournal,
+        journal: EventJournal | None = None,
         lease: EpisodeLease | None = None,
     ) -> None:
         self._max_outbox = max_outbox
@@ -386,6 +386,10 @@ class Session:
         self.stats.events += 1
         if self._observer is not None:
             self._observer.event(self, event)
+        if self._journal is None:  # a session outside a server (unit tests): nothing to store it in
+            if not self._finished:
+                self.outbox.put_nowait(wire.event_message(event))
+            return
         owner = self._lease is None or self._lease.owner
         stored = self._journal.append(event, self.session_id, (tracker.behavior, tracker.snapshot()) if owner else None)
         if not self._finished:

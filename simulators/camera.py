@@ -307,6 +307,7 @@ async def run_camera(
                 report.error = f"{exc.code().name}: {exc.details()}"
                 report.stream_errors.append(report.error)
                 gave_up = reconnect is None or (reconnect.max_attempts and attempt >= reconnect.max_attempts)
+                gave_up = gave_up or report.accepted is None  # never reached a server: say so, do not spin
                 if gave_up or exhausted[0] or exc.code() not in RETRYABLE:
                     return report
                 plan_resume(exc)
