@@ -224,10 +224,22 @@ class OperatorHttp:
         return data
 
 
+class PageHandler(BaseHTTPRequestHandler):
+    """The operator page's HTTP handlers (one server's, the workers' supervisor's): uncached replies."""
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def _handler_for(http: OperatorHttp) -> type[BaseHTTPRequestHandler]:
     page = files("ingest").joinpath("operator.html").read_bytes()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(PageHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             path = urlsplit(self.path).path
             try:
@@ -250,14 +262,6 @@ def _handler_for(http: OperatorHttp) -> type[BaseHTTPRequestHandler]:
                     self._send(404, "text/plain", b"not found: try /, /metrics or /api/state\n")
             except (BrokenPipeError, ConnectionResetError):
                 pass
-
-        def _send(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
             log.debug("metrics http: " + format, *args)  # scrapes every few seconds must not fill the log

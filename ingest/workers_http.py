@@ -25,6 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from ingest.operator import PageHandler
+
 log = logging.getLogger(__name__)
 FETCH_TIMEOUT_S = 2.0
 
@@ -144,7 +146,7 @@ def _handler(http: WorkersHttp) -> type[BaseHTTPRequestHandler]:
     except OSError:  # a tree without the operator page: metrics and JSON still merge
         page = None
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(PageHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             path = urlsplit(self.path).path
             try:
@@ -171,14 +173,6 @@ def _handler(http: WorkersHttp) -> type[BaseHTTPRequestHandler]:
                     self._send(404, "text/plain", b"not found: try /, /metrics or /api/state\n")
             except (BrokenPipeError, ConnectionResetError):
                 pass
-
-        def _send(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
             log.debug("workers http: " + format, *args)
