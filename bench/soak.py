@@ -145,7 +145,8 @@ async def soak(
     print_fn(f"rendered {clips} clips of 60 s in {time.monotonic() - started:.1f} s")
     data_dir = tempfile.mkdtemp(prefix="soak-data-", dir=work_dir)
     args = ["--model", model, "--port", str(free_port()), "--data-dir", data_dir]
-    env = {"PETSTREAM_STATS_INTERVAL_S": str(sample_s)}  # the runtime line (asyncio tasks) this often
+    # the runtime line (asyncio tasks) this often; a crash leaves every thread's Python stack in the log
+    env = {"PETSTREAM_STATS_INTERVAL_S": str(sample_s), "PYTHONFAULTHANDLER": "1"}
     server = ServerProcess(args, os.path.join(work_dir, "server.log"), env=env)
     await server.start()
     sampler = Sampler(server, sample_s)
@@ -194,7 +195,21 @@ async def soak(
     finally:
         sampling.cancel()
         code, _ = await server.stop(signal.SIGTERM)
-    return summarize(sampler.samples, phases, churn, cameras=cameras, minutes=minutes, model=model, exit_code=code)
+    crash: dict[str, Any] = {}
+    if code not in (0, None):
+        crash["server_log_tail"] = _tail(server.log_path)
+        print_fn(f"the server exited with code {code}; its log ends:\n{crash['server_log_tail']}")
+    return summarize(
+        sampler.samples, phases, churn, cameras=cameras, minutes=minutes, model=model, exit_code=code, **crash
+    )
+
+
+def _tail(path: str, lines: int = 80) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
 
 
 def _brief(s: dict[str, Any]) -> str:
@@ -205,7 +220,7 @@ def _brief(s: dict[str, Any]) -> str:
 
 
 def summarize(samples: list[dict[str, Any]], phases: dict[str, Any], churn: Churn, **run: Any) -> dict[str, Any]:
-    churning = [s for s in samples if s["phase"] == "churn"]
+    churning = [s for s in samples if s["phase"] == "churn" and s["rss_bytes"] > 0]  # 0: the server was gone
     window = max(1, len(churning) // 10)
     rss_first = statistics.median(s["rss_bytes"] for s in churning[:window]) if churning else 0
     rss_last = statistics.median(s["rss_bytes"] for s in churning[-window:]) if churning else 0
@@ -219,6 +234,8 @@ def summarize(samples: list[dict[str, Any]], phases: dict[str, Any], churn: Chur
         "threads_back_to_baseline": end.get("threads", 1e9) <= base.get("threads", -1),
         "tasks_back_to_baseline": (end.get("asyncio_tasks") or 1e9) <= (base.get("asyncio_tasks") or -1),
         "no_stream_left": end.get("streams") == 0,
+        # a server that died (its samples read 0) passes no other check; its exit code says how
+        "server_survived": all(s["rss_bytes"] > 0 for s in samples) and run.get("exit_code") in (0, None),
     }
     return {
         **run,
