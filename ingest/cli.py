@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -250,6 +251,8 @@ def _pin(text: str | None) -> dict[str, tuple[int, ...]]:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # a crash in native code (FFmpeg, a model runtime) leaves every thread's Python stack on stderr
+    faulthandler.enable(all_threads=True)
     try:
         cfg = build_config(args)
     except ValueError as exc:

@@ -28,6 +28,10 @@ def _enable_ffmpeg_errors() -> None:
     """FFmpeg's own error messages name the damage; PyAV drops them unless a log level is set. Errors only."""
     if av.logging.get_level() is None:
         av.logging.set_level(av.logging.ERROR)
+    # PyAV swallows a message equal to the one before it (process-wide): the cut file's "partial file" is said
+    # once while the file is opened (stream info) and again where the packets end, and that second one is the
+    # one the damage report needs
+    av.logging.set_skip_repeated(False)
 
 
 class ClipError(Exception):
@@ -105,7 +109,8 @@ class ClipReader:
 
     def _open(self) -> Any:
         try:
-            return av.open(self.path)
+            with av.logging.Capture(local=False):  # what opening says (stream info of a damaged file) the probe
+                return av.open(self.path)  # reported already, and the packets say again where it is
         except av.FFmpegError as exc:  # it opened for the probe a moment ago: the file changed
             raise ClipError(f"{self.path}: {_reason(exc, [])}") from None
 
@@ -132,8 +137,16 @@ class ClipReader:
                 packets = container.demux(stream)  # the demuxer carries on from where it failed
                 continue
             if packet is None or packet.size == 0:  # the end (an empty packet is the demuxer's end marker)
+                listed = int(stream.frames or 0)  # what the index (an MP4's moov) says the track holds; 0: unknown
                 if _first_message(messages):  # a cut file: FFmpeg says so ("partial file") after the last packet
                     self._damaged(self.packets_read, last_seconds, f"the file ends there ({_first_message(messages)})")
+                elif listed > self.packets_read:  # FFmpeg does not always say it; the index does
+                    self._damaged(
+                        self.packets_read,
+                        last_seconds,
+                        f"the file ends there (partial file: {self.packets_read} of the {listed} packets its index "
+                        "lists)",
+                    )
                 return
             errors = 0
             self.packets_read += 1
