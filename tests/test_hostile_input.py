@@ -4,6 +4,7 @@ and the server goes on serving a good camera afterwards with nothing left behind
 from __future__ import annotations
 
 import asyncio
+import time
 
 import grpc
 import numpy as np
@@ -109,6 +110,9 @@ def test_a_second_stream_of_a_device_replaces_the_first_which_is_told_why() -> N
 
     with serving(FakeEngine(), ServerConfig(port=0)) as (address, server):
         first, second = asyncio.run(both(address))
+        deadline = time.monotonic() + 5  # the replaced stream's session is released by its handler, a moment later
+        while server.service.sessions and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert server.service.sessions == {}
     assert first.error.startswith("ABORTED") and "replaced by a newer stream of device 'cam-x'" in first.error
     assert "max_streams_per_device=1" in first.error
