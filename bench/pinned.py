@@ -20,6 +20,7 @@ from typing import Any
 
 from bench.load import decode_baseline, encode_clip, machine_info
 from bench.pipeline import Params, _compile, _ingest_once, pipeline_phase, small_model
+from bench.targets import latency_targets, target
 from ingest.cli import _batch_sizes
 from simulators.fleet import server_process
 from simulators.video import CAMERA_LIKE
@@ -156,9 +157,7 @@ def summary(r: dict[str, object]) -> dict[str, object]:
         "server_ingest_cpu_vs_pyav": ing["server_ingest_cpu_vs_pyav"],  # type: ignore[index]
     }
     v = s["ingest_vs_decode_limit"]
-    targets: dict[str, object] = {
-        "ingest_vs_decode_limit": {"value": v, "target": ">= 0.85", "met": None if v is None else v >= 0.85}  # type: ignore[operator]
-    }
+    targets: dict[str, object] = {"ingest_vs_decode_limit": target(v, ">=", 0.85)}
     pipe = r.get("pipeline")
     if isinstance(pipe, dict):
         p99, tgt = pipe["p99_frame_to_event_ms"], pipe["p99_target_ms"]
@@ -169,17 +168,7 @@ def summary(r: dict[str, object]) -> dict[str, object]:
             capacity_fps=pipe["capacity_fps"],
             p99_beyond_own_batch_ms=pipe["p99_beyond_own_batch_ms"],
         )
-        targets["p99_frame_to_event_ms"] = {
-            "value": p99,
-            "target": f"<= {tgt}",
-            "met": None if p99 is None else p99 <= tgt,
-        }
-        tgt2 = pipe.get("p99_target_in_server_ms")
-        targets["p99_frame_to_event_ms_vs_in_server_service"] = {
-            "value": p99,
-            "target": f"<= {tgt2}",
-            "met": None if p99 is None or tgt2 is None else p99 <= tgt2,
-        }
+        targets |= latency_targets(pipe)
     s["targets"] = targets
     return s
 

@@ -30,6 +30,7 @@ from bench.load import (
     sum_stats,
     thread_cpu_s,
 )
+from bench.targets import latency_targets, target
 from ingest.cli import _batch_sizes
 from petstream.progress import bar
 from simulators.fleet import server_process
@@ -536,27 +537,8 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
         "service_time_ms": pipe["service_time_ms"],  # type: ignore[index]
         "capacity_fps": pipe["capacity_fps"],  # type: ignore[index]
     }
-    targets: dict[str, Any] = {}
-    for key, (op, bound) in TARGETS.items():
-        value = s.get(key)
-        met = None if value is None else (value >= bound if op == ">=" else value <= bound)  # type: ignore[operator]
-        targets[key] = {"value": value, "target": f"{op} {bound}", "met": met}
-    p99, tgt = s["p99_frame_to_event_ms"], s["p99_target_ms"]
-    targets["p99_frame_to_event_ms"] = {"value": p99, "target": f"<= {tgt}", "met": None if p99 is None else p99 <= tgt}
-    # the same against the batch time the server itself saw, and the waiting alone (frame -> event minus its
-    # own batch's model time) against max wait + 100 ms
-    tgt2 = pipe.get("p99_target_in_server_ms")  # type: ignore[union-attr]
-    targets["p99_frame_to_event_ms_vs_in_server_service"] = {
-        "value": p99,
-        "target": f"<= {tgt2}",
-        "met": None if p99 is None or tgt2 is None else p99 <= tgt2,
-    }
-    beyond, tgt3 = pipe.get("p99_beyond_own_batch_ms"), pipe.get("p99_beyond_own_batch_target_ms")  # type: ignore
-    targets["p99_wait_beyond_own_batch_ms"] = {
-        "value": beyond,
-        "target": f"<= {tgt3}",
-        "met": None if beyond is None or tgt3 is None else beyond <= tgt3,
-    }
+    targets: dict[str, Any] = {key: target(s.get(key), op, bound) for key, (op, bound) in TARGETS.items()}
+    targets |= latency_targets(pipe)  # type: ignore[arg-type]
     s["targets"] = targets
     return s
 

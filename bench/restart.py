@@ -114,6 +114,20 @@ async def scenario(
     args = ["--model", model, "--port", str(free_port()), "--data-dir", data_dir, *server_args]
     server = ServerProcess(args, os.path.join(work_dir, "server.log"))
     await server.start()
+    try:
+        return await _run_scenario(server, units, speed=speed, restart_at_s=restart_at_s, outage_s=outage_s)
+    finally:
+        await server.stop(signal.SIGKILL)  # after a failure part-way: no server outlives the run (else a no-op)
+
+
+async def _run_scenario(
+    server: ServerProcess,
+    units: dict[str, list[EncodedUnit]],
+    *,
+    speed: float,
+    restart_at_s: float | None,
+    outage_s: float,
+) -> dict[str, Any]:
     stop_watch = asyncio.Event()
     arrivals: list[float] = []
     progress = {"cursor": 0}

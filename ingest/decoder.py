@@ -25,6 +25,10 @@ CodecName = Literal["h264", "hevc", "mjpeg"]
 CODECS: tuple[CodecName, ...] = ("h264", "hevc", "mjpeg")
 _US = Fraction(1, 1_000_000)
 _DEFAULT_INTERVAL_US = 66_667  # 15 fps, until the stream shows its own cadence
+#: swscale threads per conversion. PyAV's default (0 = one per CPU) builds a fresh scaler with its own slice threads
+#: for every picture: 2 thread starts per conversion here, and 1.6x slower than one thread for a camera's pictures.
+#: Parallelism comes from many cameras, as for decoding.
+SCALE_THREADS = 1
 _FFMPEG_LOG_INTERVAL_NS = 5_000_000_000  # at most one FFmpeg log line per camera per interval (a summary)
 
 log = logging.getLogger(__name__)
@@ -61,7 +65,8 @@ class RawFrame:
         """The picture upright, `width` x `height`: scaled first, so turning it costs only the small copy."""
         orientation = self.orientation
         w, h = orientation.source_size(width, height)
-        return orientation.apply(self.frame.to_ndarray(format=format, width=w, height=h, interpolation="AREA"))
+        picture = self.frame.to_ndarray(format=format, width=w, height=h, interpolation="AREA", threads=SCALE_THREADS)
+        return orientation.apply(picture)
 
 
 @dataclass

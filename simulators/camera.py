@@ -69,6 +69,20 @@ class Backoff:
     def delay_s(self, attempt: int, rng: random.Random) -> float:
         return rng.uniform(0.0, min(self.max_s, self.initial_s * self.multiplier**attempt))
 
+    def channel_options(self) -> list[tuple[str, int]]:
+        """gRPC channel options that keep the channel's own reconnecting within this backoff.
+
+        By default gRPC backs a failed connection off up to 120 s, and every channel of the process with the same
+        target and options shares that state: after a server restart, a new channel fails at once with the stale
+        "Connection refused" while the server is already listening. A channel-local subchannel pool and gRPC's
+        backoff capped to ours let a client reconnect as soon as its own backoff says so."""
+        return [
+            ("grpc.use_local_subchannel_pool", 1),
+            ("grpc.initial_reconnect_backoff_ms", max(100, int(self.initial_s * 1000))),
+            ("grpc.min_reconnect_backoff_ms", max(100, int(self.initial_s * 1000))),
+            ("grpc.max_reconnect_backoff_ms", max(100, int(self.max_s * 1000))),
+        ]
+
 
 @dataclass
 class CameraReport:
@@ -163,7 +177,7 @@ async def run_camera(
     report = CameraReport(device_id, speed=speed)
     wait = speed == 0 if wait is None else wait  # replay faster than real time: ask the server not to drop
     own_channel = channel is None
-    channel = channel or open_channel(target, security, CHANNEL_OPTIONS)
+    channel = channel or open_channel(target, security, CHANNEL_OPTIONS + (reconnect or Backoff()).channel_options())
     stub = pb_grpc.BehaviorStreamStub(channel)
     first = open_message or pb.CameraMessage(
         open=pb.StreamOpen(

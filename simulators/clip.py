@@ -205,7 +205,7 @@ class ClipReader:
                     if frame.is_corrupt:  # re-encoding would hide the damage from the server: leave it out
                         self._damaged(self.packets_read, seconds, "picture decoded with concealed errors, not sent")
                         continue
-                    rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+                    rgb = frame.to_ndarray(format="rgb24", width=width, height=height, threads=1)
                     pts = _us(frame.pts, frame.time_base or stream.time_base)
                     for data, p, key in encoder.encode(rgb, pts):
                         yield EncodedUnit(data, p, key)

@@ -8,14 +8,15 @@ import json
 import signal
 
 from protos.petstream.v1 import petstream_pb2 as pb
+from simulators import credentials
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "events",
         help="read a server's stored events: follow them (watch) or query history (list)",
-        description="The product backend's side of the Events service (plaintext servers): one JSON line per "
-        "stored event.",
+        description="The product backend's side of the Events service: one JSON line per stored event. Against "
+        "a server with TLS, pass --ca and a credential (--token, or --cert/--key) allowed to read the devices.",
         epilog="examples:\n  petstream events watch --after-cursor 0\n  petstream events list --device cam-1",
     )
     ev_sub = ev.add_subparsers(dest="events", required=True, metavar="ACTION")
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "--until-unix-us", type=int, default=0, metavar="US", help="before this time (default: 0 = now)"
             )
             p.set_defaults(func=_list)
+        credentials.add_arguments(p)
 
 
 EXAMPLES = {
@@ -89,6 +91,7 @@ def _watch(args: argparse.Namespace) -> int:
             device_ids=args.device,
             stop=stop,
             on_record=lambda r: print(record_json(r), flush=True),
+            security=credentials.from_args(args),
         )
         if report.error:
             print(f"gave up: {report.error} (resume with --after-cursor {report.cursor})")
@@ -103,7 +106,11 @@ def _list(args: argparse.Namespace) -> int:
 
     records = asyncio.run(
         list_events(
-            args.target, device_ids=args.device, since_unix_us=args.since_unix_us, until_unix_us=args.until_unix_us
+            args.target,
+            device_ids=args.device,
+            since_unix_us=args.since_unix_us,
+            until_unix_us=args.until_unix_us,
+            security=credentials.from_args(args),
         )
     )
     for r in records:

@@ -13,6 +13,7 @@ import grpc
 from protos.petstream.v1 import petstream_pb2 as pb
 from protos.petstream.v1 import petstream_pb2_grpc as pb_grpc
 from simulators.camera import RETRYABLE, Backoff
+from simulators.credentials import ClientSecurity, open_channel
 
 SUBSCRIBER_BACKOFF = Backoff(initial_s=0.2, max_s=2.0)
 
@@ -42,6 +43,7 @@ async def watch_events(
     stop: asyncio.Event | None = None,
     on_record: Callable[[pb.EventRecord], None] | None = None,
     channel_options: Sequence[tuple[str, object]] = (),
+    security: ClientSecurity | None = None,
 ) -> WatchReport:
     """Follow the server's event log from `after_cursor` (or from now: `from_latest`, until a first event arrives)
     until `stop` is set or the stream fails for good; reconnects resume after the last event handled."""
@@ -49,7 +51,8 @@ async def watch_events(
     stop = stop or asyncio.Event()
     rng = random.Random(time.monotonic_ns())
     attempt = 0
-    async with grpc.aio.insecure_channel(target, options=list(channel_options)) as channel:
+    options = (reconnect or SUBSCRIBER_BACKOFF).channel_options() + list(channel_options)
+    async with open_channel(target, security, options) as channel:
         stub = pb_grpc.EventsStub(channel)
         while not stop.is_set():
             report.connections += 1
@@ -102,10 +105,13 @@ async def list_events(
     since_unix_us: int = 0,
     until_unix_us: int = 0,
     page_size: int = 0,
+    security: ClientSecurity | None = None,
+    connect_timeout_s: float = 30.0,
 ) -> list[pb.EventRecord]:
-    """Every stored event in the range, following the pages."""
+    """Every stored event in the range, following the pages; waits up to `connect_timeout_s` for a server that is
+    (re)starting instead of failing at once."""
     out: list[pb.EventRecord] = []
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with open_channel(target, security, SUBSCRIBER_BACKOFF.channel_options()) as channel:
         stub = pb_grpc.EventsStub(channel)
         cursor = 0
         while True:
@@ -116,7 +122,9 @@ async def list_events(
                     until_unix_us=until_unix_us,
                     page_size=page_size,
                     after_cursor=cursor,
-                )
+                ),
+                wait_for_ready=True,
+                timeout=connect_timeout_s,
             )
             out.extend(page.events)
             if not page.next_cursor:
