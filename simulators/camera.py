@@ -202,8 +202,9 @@ async def run_camera(
     again: deque[EncodedUnit] = deque()  # to send before the next new unit
 
     def opening() -> pb.CameraMessage:
-        """A camera that comes back with video piled up replays it: WAIT, so the server slows it, never drops it."""
-        behind = bool(clock) and time.monotonic() - clock.get("last_due", 0.0) > 1.0
+        """A camera that comes back with video piled up replays it: WAIT, so the server slows it, never drops it.
+        Video to resend (from the keyframe before the server's resume point) is always past due: a burst."""
+        behind = bool(again) or (bool(clock) and time.monotonic() - clock.get("last_due", 0.0) > 1.0)
         if open_message is not None or wait or not behind:
             return first
         replay = pb.CameraMessage()
