@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import subprocess
 import sys
 import time
@@ -231,3 +232,24 @@ def test_token_cli_mints_a_token_the_public_key_verifies(tmp_path: Path) -> None
     assert (Path(key).stat().st_mode & 0o777) == 0o600
     bad = subprocess.run([*cli, "issue", "--device", "x", "--key", key + ".pub"], capture_output=True, text=True)
     assert bad.returncode == 2 and "public key" in bad.stderr
+
+
+def test_the_events_client_reads_over_tls_with_a_token_only_its_own_devices(pki: Pki, hmac_key: str) -> None:
+    from simulators.subscriber import list_events
+
+    key = tokens.load_key(hmac_key)
+    tls = {"ca": pki.ca_pem}
+    cfg = ServerConfig(port=0, tls_cert=pki.server_cert, tls_key=pki.server_key, token_key=hmac_key)
+    with serving(FakeEngine(), cfg) as (address, _server):
+        token_a = tokens.issue(key, "cam-a", 3600)
+        for device, token in (("cam-a", token_a), ("cam-b", tokens.issue(key, "cam-b", 3600))):
+            _assert_streamed_own_events(_stream(address, device, ClientSecurity(**tls, token=token)), device)
+        mine = asyncio.run(list_events(address, security=ClientSecurity(**tls, token=token_a)))
+        assert mine and {r.event.device_id for r in mine} == {"cam-a"}
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            asyncio.run(list_events(address, security=ClientSecurity(**tls), connect_timeout_s=5))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        cli = [sys.executable, "-m", "petstream.cli", "events", "list", "--target", address, "--ca", pki.ca_pem]
+        out = subprocess.run([*cli, "--token", token_a], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert [json.loads(line)["event_id"] for line in out.stdout.splitlines()] == [r.event.event_id for r in mine]
