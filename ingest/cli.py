@@ -283,7 +283,8 @@ async def run_server(cfg) -> int:  # noqa: ANN001
     from inference.pools import default_pool
     from inference.router import Router
     from inference.tier import build_router, close_tier
-    from ingest.server import PetstreamServer, name_os_thread
+    from ingest.server import PetstreamServer
+    from ingest.threads import name_os_thread
     from streaming.store import StoreError
 
     loop = asyncio.get_running_loop()

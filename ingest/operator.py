@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ingest.metrics import STAGES, ServerMetrics, stats_counts
 
 if TYPE_CHECKING:
-    from ingest.server import BehaviorStreamService
+    from ingest.stream_service import BehaviorStreamService
 
 log = logging.getLogger(__name__)
 THUMB_SIZE = (256, 144)  # the model's square picture shown at 16:9 again
