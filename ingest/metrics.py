@@ -23,7 +23,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from ingest.session import Session, SessionStats
+    from ingest.session import Session
+    from ingest.session_stats import SessionStats
     from streaming.frames import Event, FrameTimings
 
 #: latency buckets (seconds): fine enough below 2 s that a quantile read off them is within ~20 % of the truth

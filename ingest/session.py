@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import grpc
@@ -18,6 +17,7 @@ from ingest import wire
 from ingest.decoder import DecodeResult, RawFrame, StreamDecoder
 from ingest.limits import DeviceRates, LimitExceeded
 from ingest.readahead import ReadAhead
+from ingest.session_stats import SessionStats
 from protos.petstream.v1 import petstream_pb2 as pb
 from streaming import sampler as sampling
 from streaming.batcher import Batcher, Dropped, Outcome, WorkItem
@@ -36,28 +36,6 @@ _DECODE_BATCH = 32  # most chunks of one camera decoded in one job of the decode
 #: yields the decode pool. With one picture decoded at a time, a stream holds at most the decoder's reference
 #: pictures, one late-binding candidate, this many sampled pictures and its batcher queue, whatever a chunk holds.
 SAMPLED_PER_JOB = 4
-
-
-@dataclass
-class SessionStats:
-    """Everything counted for one camera: nothing it sends is lost without a count here."""
-
-    chunks: int = 0
-    bytes: int = 0
-    frames_decoded: int = 0
-    frames_sampled: int = 0
-    frames_scored: int = 0
-    skipped_by_sampler: int = 0  # decoded, but the sampling policy did not pick it
-    not_decoded_by_policy: int = 0  # not even decoded (keyframes-only or compressed-domain gating)
-    skipped_resync: int = 0  # packets dropped while waiting for a keyframe after bad data
-    corrupt: int = 0  # decoded pictures FFmpeg flagged as concealed damage: never sampled or scored
-    refreshed: int = 0  # live cameras: a waiting sampled frame's picture replaced by a newer one (late binding)
-    dropped: Counter[str] = field(default_factory=Counter)  # by reason: backpressure, stale, shutdown
-    warnings: Counter[str] = field(default_factory=Counter)  # by code
-    model_errors: int = 0
-    events: int = 0
-    outbox_dropped: Counter[str] = field(default_factory=Counter)  # scores/warnings not sent: camera not reading
-    chunks_discarded: int = 0  # read but not decoded: the stream was ending (a restart's drain, an early status)
 
 
 class EventJournal(Protocol):

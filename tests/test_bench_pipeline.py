@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.load import looped, percentile, session_stats_from_log, sum_stats
 from bench.pipeline import main
-from ingest.session import SessionStats
+from ingest.session_stats import SessionStats
 from simulators.video import EncodedUnit
 
 
