@@ -329,6 +329,10 @@ async def run_camera(
             assert reconnect is not None
             broken_at = broken_at or time.monotonic()
             await asyncio.sleep(reconnect.delay_s(attempt, rng))
+            # then wait for the connection itself (gRPC retries it on its own, within this backoff): a stream opened
+            # on a channel that is still backing off fails at once, and the next try would be a whole delay away
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(channel.channel_ready(), reconnect.max_s)
             attempt += 1
     finally:
         if own_channel:
