@@ -179,7 +179,7 @@ def register_loadtest(sub: argparse._SubParsersAction) -> None:
         "cameras per machine against a generate()-per-question baseline server instead.",
         epilog="examples:\n  petstream loadtest --quick --out /tmp/lt\n"
         "  petstream loadtest --model blip-base-random --sample-fps 0.5 --cameras 1,2,4,8 --p99-budget 3000\n"
-        "  petstream loadtest --compare-naive --serve-arg=--dtype --serve-arg=int8",
+        "  petstream loadtest --compare-naive --out bench/results/compare_naive_defaults",
     )
     p.add_argument(
         "--out", default="bench/results/loadtest", metavar="DIR", help="folder for the results (default: %(default)s)"
