@@ -203,6 +203,9 @@ def build_or_load(
                 for runner in engine.runners.values():
                     runner.compiled.clear()
         shutil.rmtree(entry, ignore_errors=True)
+        for stale in entry.parent.glob(entry.name + ".*"):  # a build killed part-way (SIGTERM/SIGKILL: no cleanup);
+            if stale.is_dir():  # the lock says no other build of this entry runs (a blip-base one is ~2.9 GB)
+                shutil.rmtree(stale, ignore_errors=True)
         t0 = time.perf_counter()
         reference = _reference(model, engine, gate, questions) if choice.gated else None
         tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".", dir=entry.parent))

@@ -57,6 +57,23 @@ def test_other_batch_sizes_get_their_own_entry(tmp_path):
     assert a.artifacts != b.artifacts and a.built and b.built and a.max_p_yes_diff is None  # explicit: not gated
 
 
+def test_a_build_killed_part_way_leaves_nothing_behind_once_the_entry_is_built_again(tmp_path):
+    import shutil
+
+    _, first = load_fast_engine("tiny", backend="cpu", dtype="fp32", batch_sizes=(1,), cache_dir=tmp_path)
+    shutil.rmtree(first.artifacts)  # as if never built ...
+    stale = first.artifacts.parent / (first.artifacts.name + ".k1lled")  # ... by a build that was killed
+    stale.mkdir()
+    (stale / "vision_b1.pt").write_bytes(b"half written")
+    _, again = load_fast_engine("tiny", backend="cpu", dtype="fp32", batch_sizes=(1,), cache_dir=tmp_path)
+    assert again.built and again.artifacts == first.artifacts
+    assert not stale.exists()
+    assert sorted(p.name for p in first.artifacts.parent.iterdir()) == [
+        first.artifacts.name,
+        first.artifacts.name + ".lock",
+    ]
+
+
 def _requests() -> list:
     import numpy as np
 
