@@ -15,7 +15,7 @@ from simulators.admin import set_route
 from simulators.camera import run_camera
 from simulators.fleet import server_process
 
-_CONNECTED = re.compile(r"\[worker (\d+)\] ingest\.server: camera (\S+) connected")
+_CONNECTED = re.compile(r"\[worker (\d+)\] ingest\.\w+: camera (\S+) connected")
 
 
 def _workers_by_camera(log: Path) -> dict[str, str]:
