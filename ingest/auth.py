@@ -7,7 +7,6 @@ answered and counted here, by reason, in `AuthInterceptor.refusals`.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 from collections import Counter
@@ -173,17 +172,10 @@ def _certificate_identity(auth_context: Mapping[str, Sequence[bytes]]) -> Identi
 
 
 async def drain(requests: AsyncIterator[Any]) -> None:
-    """Before a refusal, read what the camera is still writing until it pauses, half-closes or 2 s pass (as
-    server.refuse does): an aio client with a write in flight would see INTERNAL instead of the status
-    (grpc/grpc#36066)."""
-    from ingest.readahead import ReadAhead  # the server side's reader, shared with refused opens
+    """Before a refusal, read what the camera is still writing (see readahead.drain_unread)."""
+    from ingest.readahead import drain_unread  # the server side's reader, shared with refused opens
 
-    ahead = ReadAhead(requests, max_messages=1, max_bytes=1, max_batch=1)
-    reader = asyncio.create_task(ahead.run(), name="refused-call")
-    try:
-        await ahead.drain()
-    finally:
-        reader.cancel()
+    await drain_unread(requests, "refused-call")
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):

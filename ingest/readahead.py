@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Any
 
 from protos.petstream.v1 import petstream_pb2 as pb
 
@@ -132,3 +133,15 @@ class ReadAhead:
                 batch.append((msg, arrival_ns))
             self._room.set()
             yield batch
+
+
+async def drain_unread(messages: AsyncIterator[Any], name: str = "refused-stream") -> None:
+    """Before ending a call with a status, read (and discard) what the client is still writing until it pauses
+    (1/4 s), half-closes or 2 s pass: an aio client with a write in flight would see INTERNAL instead of the status
+    (grpc/grpc#36066)."""
+    ahead = ReadAhead(messages, max_messages=1, max_bytes=1, max_batch=1)
+    reader = asyncio.create_task(ahead.run(), name=name)
+    try:
+        await ahead.drain()
+    finally:
+        reader.cancel()

@@ -18,7 +18,7 @@ from ingest.config import ServerConfig
 from ingest.images import decode_image
 from ingest.limits import DeviceRates, DeviceStreams, LimitExceeded
 from ingest.metrics import ServerMetrics
-from ingest.readahead import ReadAhead
+from ingest.readahead import drain_unread
 from ingest.session import Session
 from ingest.threads import model_pool, name_os_thread
 from protos.petstream.v1 import petstream_pb2 as pb
@@ -321,12 +321,7 @@ async def refuse(
     The camera's messages are read (and discarded) until it pauses (1/4 s), half-closes or 2 s pass: ending the call
     under a client write in flight would turn the status into INTERNAL on grpc's asyncio client (grpc/grpc#36066)."""
     log.info("stream refused (%s): %s", code.name, details)
-    ahead = ReadAhead(messages, max_messages=1, max_bytes=1, max_batch=1)
-    reader = asyncio.create_task(ahead.run(), name="refused-stream")
-    try:
-        await ahead.drain()
-    finally:
-        reader.cancel()
+    await drain_unread(messages)
     await context.abort(code, details)
 
 
